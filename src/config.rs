@@ -1,0 +1,325 @@
+//! The agent's configuration: defaults, the qemu-ga key-file (`[general]` group) and the
+//! command line all set the same keys through [`Config::set`], and [`Config::dump`] writes
+//! them back in the same format, so a dump read back gives the same configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub const DEFAULT_CONFIG: &str = "/etc/qemu-ga/qemu-ga.conf";
+pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
+pub const DEFAULT_STATEDIR: &str = "/var/run";
+pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
+pub const VIRTIO_PORT_NAME: &str = "org.qemu.guest_agent.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    VirtioSerial,
+    IsaSerial,
+    UnixListen,
+    VsockListen,
+}
+
+impl Method {
+    const ALL: [(Method, &'static str); 4] = [
+        (Method::VirtioSerial, "virtio-serial"),
+        (Method::IsaSerial, "isa-serial"),
+        (Method::UnixListen, "unix-listen"),
+        (Method::VsockListen, "vsock-listen"),
+    ];
+
+    /// The device used when `path` is not given; the listeners have none.
+    pub fn default_path(self) -> Option<&'static str> {
+        match self {
+            Method::VirtioSerial => Some("/dev/virtio-ports/org.qemu.guest_agent.0"),
+            Method::IsaSerial => Some("/dev/ttyS0"),
+            Method::UnixListen | Method::VsockListen => None,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = Method::ALL.iter().find(|(m, _)| m == self).map(|(_, n)| *n);
+        f.write_str(name.unwrap_or("?"))
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Method::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(m, _)| *m)
+            .ok_or_else(|| {
+                format!("invalid method '{s}' (one of virtio-serial, isa-serial, unix-listen, vsock-listen)")
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub daemon: bool,
+    pub method: Method,
+    pub path: Option<String>,
+    pub logfile: Option<PathBuf>,
+    /// Set explicitly (file or `-f`); the default is used only when daemonizing.
+    pub pidfile: Option<PathBuf>,
+    pub fsfreeze_hook: Option<PathBuf>,
+    pub statedir: PathBuf,
+    pub verbose: bool,
+    pub retry_path: bool,
+    pub block_rpcs: Vec<String>,
+    pub allow_rpcs: Vec<String>,
+    /// Seconds a user check may run (BC `guest-user-check`).
+    pub user_check_timeout: u64,
+    /// Whether `guest-user-check` may run a command the host sends.
+    pub user_check_adhoc: bool,
+    /// The `[user-checks]` group: check name -> shell command.
+    pub user_checks: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            daemon: false,
+            method: Method::VirtioSerial,
+            path: None,
+            logfile: None,
+            pidfile: None,
+            fsfreeze_hook: None,
+            statedir: PathBuf::from(DEFAULT_STATEDIR),
+            verbose: false,
+            retry_path: false,
+            block_rpcs: Vec::new(),
+            allow_rpcs: Vec::new(),
+            user_check_timeout: 10,
+            user_check_adhoc: true,
+            user_checks: BTreeMap::new(),
+        }
+    }
+}
+
+/// The group every qemu-ga key lives in.
+pub const GENERAL: &str = "general";
+/// The BC group of named checks.
+pub const USER_CHECKS: &str = "user-checks";
+
+impl Config {
+    /// Sets one `[general]` key from its text form. Lists accumulate, as in qemu-ga.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "daemon" => self.daemon = parse_bool(key, value)?,
+            "method" => self.method = value.parse()?,
+            "path" => self.path = Some(value.to_string()),
+            "logfile" => self.logfile = Some(PathBuf::from(value)),
+            "pidfile" => self.pidfile = Some(PathBuf::from(value)),
+            "fsfreeze-hook" => {
+                let hook = if value.is_empty() {
+                    DEFAULT_FSFREEZE_HOOK
+                } else {
+                    value
+                };
+                self.fsfreeze_hook = Some(PathBuf::from(hook));
+            }
+            "statedir" => {
+                if !value.starts_with('/') {
+                    return Err(format!("statedir '{value}' must be an absolute path"));
+                }
+                self.statedir = PathBuf::from(value);
+            }
+            "verbose" => self.verbose = parse_bool(key, value)?,
+            "retry-path" => self.retry_path = parse_bool(key, value)?,
+            // `blacklist` is the pre-7.2 name CentOS 7's sysconfig still uses.
+            "block-rpcs" | "blacklist" => self.block_rpcs.extend(parse_list(value)),
+            "allow-rpcs" => self.allow_rpcs.extend(parse_list(value)),
+            "user-check-timeout" => {
+                self.user_check_timeout =
+                    value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
+                        format!("invalid value '{value}' for {key} (seconds, > 0)")
+                    })?;
+            }
+            "user-check-adhoc" => self.user_check_adhoc = parse_bool(key, value)?,
+            _ => return Err(format!("unknown key '{key}' in group [{GENERAL}]")),
+        }
+        Ok(())
+    }
+
+    /// Applies a key-file. Unknown keys of `[general]` are errors; other groups than
+    /// `[general]` and `[user-checks]` are ignored, as GLib-based qemu-ga ignores them.
+    pub fn load_keyfile(&mut self, text: &str) -> Result<(), String> {
+        let mut group = String::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                group = name.to_string();
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {}: expected 'key=value'", n + 1))?;
+            let (key, value) = (key.trim(), unescape(value.trim()));
+            match group.as_str() {
+                GENERAL => self
+                    .set(key, &value)
+                    .map_err(|e| format!("line {}: {e}", n + 1))?,
+                USER_CHECKS => {
+                    self.user_checks.insert(key.to_string(), value);
+                }
+                "" => return Err(format!("line {}: key outside of a [group]", n + 1)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as a key-file (`-D`).
+    pub fn dump(&self) -> String {
+        let mut out = format!("[{GENERAL}]\n");
+        let mut put = |k: &str, v: &str| out.push_str(&format!("{k}={}\n", escape(v)));
+        put("daemon", &self.daemon.to_string());
+        put("method", &self.method.to_string());
+        if let Some(p) = &self.path {
+            put("path", p);
+        }
+        if let Some(p) = &self.logfile {
+            put("logfile", &p.to_string_lossy());
+        }
+        if let Some(p) = &self.pidfile {
+            put("pidfile", &p.to_string_lossy());
+        }
+        if let Some(p) = &self.fsfreeze_hook {
+            put("fsfreeze-hook", &p.to_string_lossy());
+        }
+        put("statedir", &self.statedir.to_string_lossy());
+        put("verbose", &self.verbose.to_string());
+        put("retry-path", &self.retry_path.to_string());
+        if !self.block_rpcs.is_empty() {
+            put("block-rpcs", &self.block_rpcs.join(","));
+        }
+        if !self.allow_rpcs.is_empty() {
+            put("allow-rpcs", &self.allow_rpcs.join(","));
+        }
+        put("user-check-timeout", &self.user_check_timeout.to_string());
+        put("user-check-adhoc", &self.user_check_adhoc.to_string());
+        if !self.user_checks.is_empty() {
+            out.push_str(&format!("\n[{USER_CHECKS}]\n"));
+            for (k, v) in &self.user_checks {
+                out.push_str(&format!("{k}={}\n", escape(v)));
+            }
+        }
+        out
+    }
+
+    /// The channel path after defaults.
+    pub fn channel_path(&self) -> Option<String> {
+        self.path
+            .clone()
+            .or_else(|| self.method.default_path().map(str::to_string))
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("invalid value '{value}' for {key} (true or false)")),
+    }
+}
+
+/// qemu-ga splits RPC lists on ','; GLib key-file lists use ';'. Both are accepted.
+fn parse_list(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// GLib key-file escapes: \s \n \t \r \\.
+fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') => out.push(' '),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // Leading blanks would be trimmed on reading.
+            ' ' if i == 0 => out.push_str("\\s"),
+            _ => out.push(c),
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+        out.push_str("\\s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyfile_sets_every_key_and_dump_round_trips() {
+        let text = "# comment\n[general]\ndaemon=1\nmethod=unix-listen\npath=/tmp/s\n\
+                    logfile=/tmp/l\npidfile=/tmp/p\nfsfreeze-hook=/h\nstatedir=/st\n\
+                    verbose=true\nretry-path=true\nblacklist=a;b\nblock-rpcs=c\nallow-rpcs=x,y\n\
+                    user-check-timeout=3\nuser-check-adhoc=false\n\
+                    [user-checks]\ncheck-fs=mount | grep ' / '\n[other]\nz=1\n";
+        let mut c = Config::default();
+        c.load_keyfile(text).unwrap();
+        assert!(c.daemon && c.verbose && c.retry_path && !c.user_check_adhoc);
+        assert_eq!(c.method, Method::UnixListen);
+        assert_eq!(c.block_rpcs, ["a", "b", "c"]);
+        assert_eq!(c.allow_rpcs, ["x", "y"]);
+        assert_eq!(c.user_checks["check-fs"], "mount | grep ' / '");
+        let mut again = Config::default();
+        again.load_keyfile(&c.dump()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn blanks_at_the_ends_survive_a_dump() {
+        let mut c = Config::default();
+        c.user_checks.insert("x".into(), " a b ".into());
+        let mut again = Config::default();
+        again.load_keyfile(&c.dump()).unwrap();
+        assert_eq!(again.user_checks["x"], " a b ");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut c = Config::default();
+        assert!(c.set("daemon", "yes").unwrap_err().contains("daemon"));
+        assert!(c.set("method", "tcp").unwrap_err().contains("tcp"));
+        assert!(c.set("statedir", "rel").unwrap_err().contains("absolute"));
+        assert!(c.set("nonsense", "1").unwrap_err().contains("nonsense"));
+    }
+}

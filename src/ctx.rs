@@ -1,0 +1,58 @@
+//! What every handler receives: the root it reads the system through (so tests can
+//! point it at a fixture tree), the configuration, and agent state that outlives a request.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::registry::Filter;
+
+pub struct Ctx {
+    /// "/" on a real guest; a fixture tree in tests.
+    pub root: PathBuf,
+    pub config: Config,
+    pub filter: Filter,
+    /// Set by guest-fsfreeze-freeze; only commands marked `while_frozen` run.
+    pub frozen: bool,
+    /// One-shot: the next reply is preceded by 0xFF (guest-sync-delimited).
+    pub delimit_next_reply: bool,
+}
+
+impl Ctx {
+    pub fn new(root: impl Into<PathBuf>, config: Config) -> Ctx {
+        let filter = Filter::new(&config.allow_rpcs, &config.block_rpcs);
+        Ctx {
+            root: root.into(),
+            config,
+            filter,
+            frozen: false,
+            delimit_next_reply: false,
+        }
+    }
+
+    /// A context reading the system below `root`, with the default configuration.
+    pub fn with_root(root: impl Into<PathBuf>) -> Ctx {
+        Ctx::new(root, Config::default())
+    }
+
+    /// `rel` ("proc/meminfo") below the root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel.trim_start_matches('/'))
+    }
+
+    /// Reads a text file below the root; the error names the file.
+    pub fn read(&self, rel: &str) -> Result<String, Error> {
+        let path = self.path(rel);
+        read_text(&path)
+    }
+
+    pub fn statedir(&self) -> &Path {
+        &self.config.statedir
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(format!("failed to read '{}'", path.display()), e))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -1,0 +1,16 @@
+//! qga-bc: a QEMU guest agent, wire-compatible with qemu-ga, with the BC-Linux
+//! monitoring commands. The binary `qemu-ga` is a thin `main` over this library.
+#![deny(unsafe_code)]
+
+pub mod agent;
+pub mod channel;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod ctx;
+pub mod daemon;
+pub mod error;
+pub mod log;
+pub mod protocol;
+pub mod registry;
+pub mod sys;

@@ -1,0 +1,74 @@
+//! qemu-ga: parse the command line, set up the process, run the loop; nothing else.
+
+use std::path::PathBuf;
+
+use qga::agent::Agent;
+use qga::cli::{self, Action};
+use qga::config::{Config, DEFAULT_PIDFILE};
+use qga::ctx::Ctx;
+use qga::daemon::{self, PidFile};
+use qga::{log, sys};
+
+fn main() {
+    let code = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Action::Print(text)) => {
+            print!("{text}");
+            0
+        }
+        Ok(Action::Run { config, sysroot }) => match serve(*config, sysroot) {
+            Ok(()) => 0,
+            Err(msg) => {
+                log::error(&msg);
+                1
+            }
+        },
+        Err(msg) => {
+            eprintln!("qemu-ga: {msg}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn serve(config: Config, sysroot: PathBuf) -> Result<(), String> {
+    // A panicking handler is answered with an error reply; log where, never what.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        log::error(&format!("internal error at {at}"));
+    }));
+    let readiness = if config.daemon {
+        Some(daemon::daemonize().map_err(|e| format!("cannot daemonize: {e}"))?)
+    } else {
+        None
+    };
+    if let Some(path) = &config.logfile {
+        log::open(path, config.verbose)
+            .map_err(|e| format!("cannot open logfile '{}': {e}", path.display()))?;
+    }
+    log::set_verbose(config.verbose);
+    let pidfile = match (&config.pidfile, config.daemon) {
+        (Some(p), _) => Some(PidFile::create(p)?),
+        (None, true) => Some(PidFile::create(std::path::Path::new(DEFAULT_PIDFILE))?),
+        (None, false) => None,
+    };
+    sys::signal::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let method = config.method;
+    let path = config.channel_path().unwrap_or_default();
+    let ctx = Ctx::new(sysroot, config);
+    for name in ctx.filter.unknown_names() {
+        log::warn(&format!("allow/block list names unknown command '{name}'"));
+    }
+    let mut agent = Agent::new(ctx, method, path.clone())
+        .map_err(|e| format!("failed to open channel {method} '{path}': {e}"))?;
+    if let Some(r) = readiness {
+        r.done().map_err(|e| format!("cannot detach: {e}"))?;
+    }
+    log::info(&format!("serving on {method} '{path}'"));
+    let result = agent
+        .run()
+        .map_err(|e| format!("channel {method} '{path}' failed: {e}"));
+    drop(agent);
+    drop(pidfile);
+    result
+}

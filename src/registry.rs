@@ -1,0 +1,122 @@
+//! The one table of commands. Dispatch, guest-info, `-b help`, the allow/block lists and
+//! the frozen-state gate all read it; no other list of command names exists.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::commands::session;
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::protocol::args::{call, call_mut};
+
+pub type Handler = fn(&mut Ctx, Value) -> Result<Value, Error>;
+
+pub struct Command {
+    pub name: &'static str,
+    pub handler: Handler,
+    /// False for commands whose success sends no reply (shutdown, suspend).
+    pub success_response: bool,
+    /// May run while filesystems are frozen.
+    pub while_frozen: bool,
+}
+
+impl Command {
+    pub const fn new(name: &'static str, handler: Handler) -> Command {
+        Command {
+            name,
+            handler,
+            success_response: true,
+            while_frozen: false,
+        }
+    }
+
+    pub const fn no_success_response(mut self) -> Command {
+        self.success_response = false;
+        self
+    }
+
+    pub const fn while_frozen(mut self) -> Command {
+        self.while_frozen = true;
+        self
+    }
+}
+
+pub static COMMANDS: &[Command] = &[
+    Command::new("guest-sync-delimited", |c, a| {
+        call_mut(c, a, session::sync_delimited)
+    })
+    .while_frozen(),
+    Command::new("guest-sync", |c, a| call(c, a, session::sync)).while_frozen(),
+    Command::new("guest-ping", |c, a| call(c, a, session::ping)).while_frozen(),
+    Command::new("guest-info", |c, a| call(c, a, session::info)).while_frozen(),
+];
+
+pub fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// The allow/block lists: an allow-list, when given, denies everything else; the
+/// block-list wins over it (qemu-ga `ga_command_is_allowed`).
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    allow: Option<BTreeSet<String>>,
+    block: BTreeSet<String>,
+}
+
+impl Filter {
+    pub fn new(allow: &[String], block: &[String]) -> Filter {
+        Filter {
+            allow: (!allow.is_empty()).then(|| allow.iter().cloned().collect()),
+            block: block.iter().cloned().collect(),
+        }
+    }
+
+    pub fn allows(&self, name: &str) -> bool {
+        let allowed = self.allow.as_ref().map_or(true, |a| a.contains(name));
+        allowed && !self.block.contains(name)
+    }
+
+    /// Names in the lists that no command has (kept, but worth a log line).
+    pub fn unknown_names(&self) -> Vec<String> {
+        let listed = self.allow.iter().flatten().chain(self.block.iter());
+        listed.filter(|n| find(n).is_none()).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_well_formed() {
+        let mut seen = BTreeSet::new();
+        for c in COMMANDS {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert!(
+                !c.name.is_empty()
+                    && c.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "malformed {}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn block_wins_over_allow() {
+        let f = Filter::new(
+            &["guest-ping".into(), "guest-info".into()],
+            &["guest-info".into()],
+        );
+        assert!(f.allows("guest-ping"));
+        assert!(!f.allows("guest-info"));
+        assert!(!f.allows("guest-sync"));
+    }
+
+    #[test]
+    fn no_lists_allow_everything() {
+        assert!(COMMANDS.iter().all(|c| Filter::default().allows(c.name)));
+    }
+}

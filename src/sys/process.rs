@@ -1,0 +1,43 @@
+//! Process-level calls for daemonizing: fork, setsid, umask, stdio to /dev/null.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+
+use super::check;
+
+pub enum Fork {
+    Parent,
+    Child,
+}
+
+/// fork(2). Called before any other thread exists (the agent has none).
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: the agent is single-threaded, so the child may run arbitrary code.
+    let pid = check(unsafe { libc::fork() })?;
+    Ok(if pid == 0 { Fork::Child } else { Fork::Parent })
+}
+
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments; fails only if already a group leader.
+    check(unsafe { libc::setsid() })?;
+    Ok(())
+}
+
+pub fn set_umask(mask: u32) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// Points stdin, stdout and stderr at /dev/null.
+pub fn stdio_to_null() -> io::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..3 {
+        // SAFETY: both descriptors are open; dup2 replaces `target` atomically.
+        check(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}
