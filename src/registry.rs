@@ -73,7 +73,7 @@ impl Filter {
     }
 
     pub fn allows(&self, name: &str) -> bool {
-        let allowed = self.allow.as_ref().map_or(true, |a| a.contains(name));
+        let allowed = self.allow.as_ref().is_none_or(|a| a.contains(name));
         allowed && !self.block.contains(name)
     }
 
