@@ -1,0 +1,199 @@
+//! Test harness: starts the real `qemu-ga` binary on a unix socket in a temporary
+//! directory and talks bytes to it. Small and ours; no extra dev-dependencies.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_qemu-ga");
+pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_qemu-ga-client");
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "qga-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running agent in unix-listen mode.
+pub struct Agent {
+    pub child: Child,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts `qemu-ga -m unix-listen -p DIR/qga.sock -t DIR` plus `extra` arguments and
+    /// waits until the socket accepts connections.
+    pub fn start(extra: &[&str]) -> Agent {
+        let dir = TempDir::new("agent");
+        let socket = dir.join("qga.sock");
+        let child = Command::new(BIN)
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&socket)
+            .arg("-t")
+            .arg(dir.path())
+            .args(extra)
+            .env("QGA_CONF", dir.join("no-such.conf"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start qemu-ga");
+        let agent = Agent { child, dir, socket };
+        agent.wait_ready();
+        agent
+    }
+
+    /// Starts the agent reading the system below `root` (a fixture tree).
+    pub fn with_sysroot(root: &Path, extra: &[&str]) -> Agent {
+        let mut args = vec!["--sysroot", root.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Agent::start(&args)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("agent did not start listening on {}", self.socket.display());
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// One request on a fresh connection; returns the reply object.
+    pub fn request(&self, request: &str) -> Value {
+        let mut c = self.connect();
+        c.send(request.as_bytes());
+        c.reply()
+    }
+
+    /// The `return` of a command that must succeed.
+    pub fn call(&self, command: &str, args: Value) -> Value {
+        let req = serde_json::json!({"execute": command, "arguments": args});
+        let reply = self.request(&req.to_string());
+        match reply.get("return") {
+            Some(v) => v.clone(),
+            None => panic!("{command} failed: {reply}"),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One connection to the agent, reading newline-terminated replies.
+pub struct Client {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).expect("connect to agent");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to agent");
+    }
+
+    /// The next reply line as raw bytes (including a leading 0xFF if any, without '\n').
+    pub fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return line[..line.len() - 1].to_vec();
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(n > 0, "agent closed the connection; pending {:?}", self.buf);
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next reply line as text.
+    pub fn text(&mut self) -> String {
+        String::from_utf8(self.line()).expect("reply is UTF-8")
+    }
+
+    pub fn reply(&mut self) -> Value {
+        let line = self.line();
+        serde_json::from_slice(&line).unwrap_or_else(|e| {
+            panic!("reply is not JSON ({e}): {}", String::from_utf8_lossy(&line))
+        })
+    }
+
+    /// Asserts that nothing more arrives within a short while (for no-reply cases).
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut chunk = [0u8; 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {}
+            Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&chunk[..n])),
+            Err(_) => {}
+        }
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+}
+
+/// The fixture tree of one distribution: tests/fixtures/<distro>.
+pub fn fixture(distro: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(distro)
+}
+
+/// Every distribution we ship fixtures for.
+pub const DISTROS: [&str; 5] = ["centos6", "centos7", "ubuntu1204", "ubuntu1404", "modern"];
