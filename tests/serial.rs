@@ -172,3 +172,32 @@ fn virtio_serial_without_host_does_not_spin_and_still_exits_on_sigterm() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn retry_path_waits_for_a_missing_port_and_then_serves() {
+    let (mut master, slave) = open_pty();
+    let dir = TempDir::new("retry");
+    let link = dir.join("org.qemu.guest_agent.0");
+    let child = Command::new(BIN)
+        .args(["-r", "-m", "isa-serial", "-p"])
+        .arg(&link)
+        .arg("-t")
+        .arg(dir.path())
+        .env("QGA_CONF", "/nonexistent/qga.conf")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = SerialAgent {
+        child,
+        _dir: TempDir::new("retry-unused"),
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "agent gave up on a missing port"
+    );
+    // The port appears (hot-plug): the agent opens it on its next retry.
+    std::os::unix::fs::symlink(&slave, &link).unwrap();
+    sync(&mut master, 33);
+}
