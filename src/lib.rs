@@ -13,4 +13,5 @@ pub mod error;
 pub mod log;
 pub mod protocol;
 pub mod registry;
+pub mod spawn;
 pub mod sys;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::commands::session;
+use crate::commands::{cpu, host, memory, net, power, session, time};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::protocol::args::{call, call_mut};
@@ -50,6 +50,35 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-sync", |c, a| call(c, a, session::sync)).while_frozen(),
     Command::new("guest-ping", |c, a| call(c, a, session::ping)).while_frozen(),
     Command::new("guest-info", |c, a| call(c, a, session::info)).while_frozen(),
+    // Upstream parity I: host, time, network, CPUs, memory blocks, power, users (issue #4)
+    Command::new("guest-get-host-name", |c, a| {
+        call(c, a, host::get_host_name)
+    }),
+    Command::new("guest-get-time", |c, a| call(c, a, time::get_time)),
+    Command::new("guest-set-time", |c, a| call(c, a, time::set_time)),
+    Command::new("guest-get-vcpus", |c, a| call(c, a, cpu::get_vcpus)),
+    Command::new("guest-set-vcpus", |c, a| call(c, a, cpu::set_vcpus)),
+    Command::new("guest-get-memory-blocks", |c, a| {
+        call(c, a, memory::get_memory_blocks)
+    }),
+    Command::new("guest-set-memory-blocks", |c, a| {
+        call(c, a, memory::set_memory_blocks)
+    }),
+    Command::new("guest-get-memory-block-info", |c, a| {
+        call(c, a, memory::get_memory_block_info)
+    }),
+    Command::new("guest-network-get-interfaces", |c, a| {
+        call(c, a, net::get_interfaces)
+    }),
+    Command::new("guest-network-get-route", |c, a| call(c, a, net::get_route)),
+    Command::new("guest-shutdown", |c, a| call(c, a, power::shutdown)).no_success_response(),
+    Command::new("guest-suspend-disk", |c, a| call(c, a, power::suspend_disk))
+        .no_success_response(),
+    Command::new("guest-suspend-ram", |c, a| call(c, a, power::suspend_ram)).no_success_response(),
+    Command::new("guest-suspend-hybrid", |c, a| {
+        call(c, a, power::suspend_hybrid)
+    })
+    .no_success_response(),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

@@ -1,7 +1,13 @@
 //! Command handlers, one module per domain. Each handler is a plain function taking the
 //! context and typed arguments; the registry wires them to names.
 
+pub mod cpu;
+pub mod host;
+pub mod memory;
+pub mod net;
+pub mod power;
 pub mod session;
+pub mod time;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,3 +19,17 @@ pub struct NoArgs {}
 /// The `{}` reply of a command that returns nothing.
 #[derive(Debug, Serialize)]
 pub struct Empty {}
+
+/// Writes a sysfs attribute below the root; it must already exist (never created).
+pub(crate) fn write_attribute(
+    ctx: &crate::ctx::Ctx,
+    rel: &str,
+    value: &str,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(ctx.path(rel))?;
+    f.write_all(value.as_bytes())
+}

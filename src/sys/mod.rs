@@ -3,11 +3,16 @@
 //! Linux 2.6.32; anything newer gets an ENOSYS fallback and names its version.
 #![allow(unsafe_code)]
 
+pub mod child;
+pub mod clock;
+pub mod dirfd;
 pub mod fd;
+pub mod ifaddrs;
 pub mod poll;
 pub mod process;
 pub mod signal;
 pub mod tty;
+pub mod uname;
 pub mod vsock;
 
 use std::io;
