@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod base64;
 pub mod channel;
 pub mod cli;
 pub mod commands;

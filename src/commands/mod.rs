@@ -7,6 +7,7 @@ pub mod memory;
 pub mod net;
 pub mod power;
 pub mod session;
+pub mod ssh;
 pub mod time;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,104 @@
+//! Base64 (RFC 4648 alphabet) as qemu-ga's qbase64_decode accepts it: only alphabet
+//! characters, '=' and newlines are allowed, padding and line breaks are lenient (the
+//! GLib decoder behind it ignores them). Used for passwords, file and exec data.
+
+use crate::error::Error;
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Decodes `text`; errors use qemu-ga's wording.
+pub fn decode(text: &str) -> Result<Vec<u8>, Error> {
+    if text.contains('\0') {
+        return Err(Error::Failed(
+            "Base64 data contains embedded NUL characters".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in text.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\n' => continue,
+            _ => {
+                return Err(Error::Failed(
+                    "Base64 data contains invalid characters".into(),
+                ))
+            }
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes `bytes` with padding and without line breaks (as qemu-ga's replies).
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4648_vectors_round_trip() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, coded) in cases {
+            assert_eq!(encode(plain.as_bytes()), coded);
+            assert_eq!(decode(coded).unwrap(), plain.as_bytes());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(&encode(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn padding_and_newlines_are_lenient() {
+        assert_eq!(decode("eA").unwrap(), b"x");
+        assert_eq!(decode("eA==\n").unwrap(), b"x");
+        assert_eq!(decode("Zm9v\nYmFy\n").unwrap(), b"foobar");
+    }
+
+    #[test]
+    fn invalid_input_has_upstream_wording() {
+        assert_eq!(
+            decode("!!!").unwrap_err().to_string(),
+            "Base64 data contains invalid characters"
+        );
+        assert_eq!(
+            decode("eA=\0").unwrap_err().to_string(),
+            "Base64 data contains embedded NUL characters"
+        );
+    }
+}

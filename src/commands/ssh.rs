@@ -1,0 +1,389 @@
+//! SSH keys: guest-ssh-get/add/remove-authorized-keys on ~user/.ssh/authorized_keys.
+//! Works through directory fds (src/sys/dirfd.rs) so a symlink the user planted as
+//! .ssh, authorized_keys or the temporary file is never followed by the root agent;
+//! writes go to a new file that is renamed over the old one.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::sys::dirfd::Dir;
+
+const SSH_DIR: &str = ".ssh";
+const AUTHORIZED_KEYS: &str = "authorized_keys";
+
+/// Whose keys: the passwd entry's home (a guest path, read below the ctx root) and ids.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyOwner<'a> {
+    pub home: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl KeyOwner<'_> {
+    /// A guest path below the home directory, for messages.
+    fn shown(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.home.trim_end_matches('/'))
+    }
+}
+
+/// Rejects what cannot be one line of authorized_keys: qemu-ga refuses comments and
+/// newlines; empty keys, carriage returns and NULs are refused as well.
+pub fn validate_keys(keys: &[String]) -> Result<(), Error> {
+    for key in keys {
+        let bad = key.trim().is_empty() || key.starts_with('#') || key.contains(['\n', '\r', '\0']);
+        if bad {
+            return Err(Error::Failed(format!(
+                "invalid OpenSSH public key: '{key}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The keys in authorized_keys text: trimmed lines that are neither blank nor comments.
+pub fn key_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The lines of a file, without the empty piece after a final newline.
+fn lines_of(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
+    lines
+}
+
+/// `existing` plus each key not yet present (compared trimmed); other lines, comments
+/// included, stay as they were. Every line ends in a newline.
+pub fn with_keys_added(existing: &str, keys: &[String]) -> String {
+    let mut lines: Vec<&str> = lines_of(existing);
+    for key in keys {
+        if !lines.iter().any(|l| l.trim() == key.trim()) {
+            lines.push(key);
+        }
+    }
+    joined(&lines)
+}
+
+/// `existing` without the lines equal (trimmed) to one of `keys`.
+pub fn with_keys_removed(existing: &str, keys: &[String]) -> String {
+    let lines: Vec<&str> = lines_of(existing)
+        .into_iter()
+        .filter(|l| !keys.iter().any(|k| k.trim() == l.trim()))
+        .collect();
+    joined(&lines)
+}
+
+fn joined(lines: &[&str]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The user's keys; a missing .ssh or authorized_keys means no keys (qemu-ga reports
+/// an error there).
+pub fn read_keys(ctx: &Ctx, owner: KeyOwner) -> Result<Vec<String>, Error> {
+    let home = open_home(ctx, owner)?;
+    let Some(ssh) = open_ssh_dir(&home, owner)? else {
+        return Ok(Vec::new());
+    };
+    Ok(read_authorized_keys(&ssh, owner)?
+        .map(|text| key_lines(&text))
+        .unwrap_or_default())
+}
+
+/// Adds `keys` (validated by the caller); with `reset`, they replace the file.
+pub fn add_keys(ctx: &Ctx, owner: KeyOwner, keys: &[String], reset: bool) -> Result<(), Error> {
+    let home = open_home(ctx, owner)?;
+    let ssh = match open_ssh_dir(&home, owner)? {
+        Some(ssh) => ssh,
+        None => create_ssh_dir(&home, owner)?,
+    };
+    let existing = if reset {
+        String::new()
+    } else {
+        read_authorized_keys(&ssh, owner)?.unwrap_or_default()
+    };
+    write_authorized_keys(&ssh, owner, &with_keys_added(&existing, keys))
+}
+
+/// Removes `keys`; a missing file or key is not an error.
+pub fn remove_keys(ctx: &Ctx, owner: KeyOwner, keys: &[String]) -> Result<(), Error> {
+    let home = open_home(ctx, owner)?;
+    let Some(ssh) = open_ssh_dir(&home, owner)? else {
+        return Ok(());
+    };
+    let Some(existing) = read_authorized_keys(&ssh, owner)? else {
+        return Ok(());
+    };
+    let updated = with_keys_removed(&existing, keys);
+    if updated == existing {
+        return Ok(());
+    }
+    write_authorized_keys(&ssh, owner, &updated)
+}
+
+fn open_home(ctx: &Ctx, owner: KeyOwner) -> Result<Dir, Error> {
+    Dir::open(&ctx.path(owner.home))
+        .map_err(|e| Error::io(format!("failed to open home directory '{}'", owner.home), e))
+}
+
+/// ~/.ssh, or None if it does not exist. A symlink there is refused.
+fn open_ssh_dir(home: &Dir, owner: KeyOwner) -> Result<Option<Dir>, Error> {
+    match home.open_dir(SSH_DIR) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(
+            format!("failed to open directory '{}'", owner.shown(SSH_DIR)),
+            refused_link(e),
+        )),
+    }
+}
+
+fn create_ssh_dir(home: &Dir, owner: KeyOwner) -> Result<Dir, Error> {
+    let shown = owner.shown(SSH_DIR);
+    home.mkdir(SSH_DIR, 0o700)
+        .map_err(|e| Error::io(format!("failed to create directory '{shown}'"), e))?;
+    let dir = home
+        .open_dir(SSH_DIR)
+        .map_err(|e| Error::io(format!("failed to open directory '{shown}'"), e))?;
+    std::os::unix::fs::fchown(dir.as_file(), Some(owner.uid), Some(owner.gid))
+        .map_err(|e| Error::io(format!("failed to set ownership of '{shown}'"), e))?;
+    // mkdir's mode is reduced by the umask; the directory must be exactly 0700.
+    dir.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(format!("failed to set permissions of '{shown}'"), e))?;
+    Ok(dir)
+}
+
+/// The file's text, or None if it does not exist. A symlink is refused, so the content
+/// of a file the user may not read never reaches their authorized_keys or the host.
+fn read_authorized_keys(ssh: &Dir, owner: KeyOwner) -> Result<Option<String>, Error> {
+    let shown = owner.shown(&format!("{SSH_DIR}/{AUTHORIZED_KEYS}"));
+    let mut file = match ssh.open_file(AUTHORIZED_KEYS) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::io(
+                format!("failed to read '{shown}'"),
+                refused_link(e),
+            ))
+        }
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("failed to read '{shown}'"), e))?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Writes `text` to a new file owned by the user with mode 0600 and renames it over
+/// authorized_keys, so sshd sees either the old or the new file, never a partial one.
+fn write_authorized_keys(ssh: &Dir, owner: KeyOwner, text: &str) -> Result<(), Error> {
+    let shown = owner.shown(&format!("{SSH_DIR}/{AUTHORIZED_KEYS}"));
+    let tmp = format!("{AUTHORIZED_KEYS}.qga-{}", std::process::id());
+    // A leftover from an agent killed mid-write.
+    let _ = ssh.unlink(&tmp);
+    let result = (|| {
+        let mut file = ssh
+            .create_new(&tmp, 0o600)
+            .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))?;
+        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| Error::io(format!("failed to set ownership of '{shown}'"), e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("failed to set permissions of '{shown}'"), e))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))?;
+        ssh.rename(&tmp, AUTHORIZED_KEYS)
+            .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))
+    })();
+    if result.is_err() {
+        let _ = ssh.unlink(&tmp);
+    }
+    result
+}
+
+/// O_NOFOLLOW reports a symlink as ELOOP ("Too many levels of symbolic links"), or as
+/// ENOTDIR together with O_DIRECTORY; say what it is.
+fn refused_link(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => io::Error::other("is a symbolic link, refused"),
+        Some(libc::ENOTDIR) => io::Error::other("not a directory (symbolic links are refused)"),
+        _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn key_validation_follows_upstream_and_more() {
+        assert!(validate_keys(&keys(&["ssh-ed25519 AAAA a@b"])).is_ok());
+        for bad in ["#c", "a\nb", "a\rb", "a\0b", "", "   "] {
+            let e = validate_keys(&keys(&["ssh-rsa A", bad])).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("invalid OpenSSH public key: '{bad}'")
+            );
+        }
+    }
+
+    #[test]
+    fn key_lines_skip_comments_and_blanks() {
+        let text = "# managed\n\nssh-rsa AAA a@b\n  ssh-ed25519 BBB c@d  \r\n#x\n";
+        assert_eq!(
+            key_lines(text),
+            keys(&["ssh-rsa AAA a@b", "ssh-ed25519 BBB c@d"])
+        );
+    }
+
+    #[test]
+    fn adding_keeps_other_lines_and_skips_present_keys() {
+        let existing = "# managed\nssh-rsa AAA a@b\r\n";
+        let out = with_keys_added(existing, &keys(&["ssh-rsa AAA a@b", "ssh-ed25519 BBB"]));
+        assert_eq!(out, "# managed\nssh-rsa AAA a@b\r\nssh-ed25519 BBB\n");
+        // A file without a final newline gets one instead of a glued line.
+        assert_eq!(with_keys_added("k1", &keys(&["k2"])), "k1\nk2\n");
+        assert_eq!(with_keys_added("", &keys(&["k2", "k2"])), "k2\n");
+    }
+
+    #[test]
+    fn removing_keeps_the_rest() {
+        let existing = "# c\nk1\nk2\nk1 \n";
+        assert_eq!(
+            with_keys_removed(existing, &keys(&["k1", "k9"])),
+            "# c\nk2\n"
+        );
+    }
+
+    mod files {
+        use super::*;
+        use std::os::unix::fs::MetadataExt;
+        use std::path::{Path, PathBuf};
+
+        struct Home {
+            root: PathBuf,
+            uid: u32,
+            gid: u32,
+        }
+
+        impl Home {
+            fn new(tag: &str) -> Home {
+                let root =
+                    std::env::temp_dir().join(format!("qga-ssh-{tag}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&root);
+                std::fs::create_dir_all(root.join("home/alice")).unwrap();
+                let meta = std::fs::metadata(&root).unwrap();
+                Home {
+                    root,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                }
+            }
+
+            fn ctx(&self) -> Ctx {
+                Ctx::with_root(&self.root)
+            }
+
+            fn owner(&self) -> KeyOwner<'static> {
+                KeyOwner {
+                    home: "/home/alice",
+                    uid: self.uid,
+                    gid: self.gid,
+                }
+            }
+
+            fn path(&self, rel: &str) -> PathBuf {
+                self.root.join("home/alice").join(rel)
+            }
+        }
+
+        impl Drop for Home {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.root);
+            }
+        }
+
+        fn mode(p: &Path) -> u32 {
+            std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+        }
+
+        #[test]
+        fn add_creates_ssh_dir_and_file_with_modes_and_owner() {
+            let h = Home::new("create");
+            add_keys(&h.ctx(), h.owner(), &keys(&["k1", "k2"]), false).unwrap();
+            assert_eq!(mode(&h.path(".ssh")), 0o700);
+            assert_eq!(mode(&h.path(".ssh/authorized_keys")), 0o600);
+            let meta = std::fs::metadata(h.path(".ssh/authorized_keys")).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (h.uid, h.gid));
+            let text = std::fs::read_to_string(h.path(".ssh/authorized_keys")).unwrap();
+            assert_eq!(text, "k1\nk2\n");
+            assert_eq!(read_keys(&h.ctx(), h.owner()).unwrap(), keys(&["k1", "k2"]));
+            // No temporary file is left behind.
+            let names: Vec<_> = std::fs::read_dir(h.path(".ssh")).unwrap().collect();
+            assert_eq!(names.len(), 1);
+        }
+
+        #[test]
+        fn add_existing_is_a_no_op_and_reset_replaces() {
+            let h = Home::new("reset");
+            add_keys(&h.ctx(), h.owner(), &keys(&["k1"]), false).unwrap();
+            add_keys(&h.ctx(), h.owner(), &keys(&["k1"]), false).unwrap();
+            assert_eq!(read_keys(&h.ctx(), h.owner()).unwrap(), keys(&["k1"]));
+            add_keys(&h.ctx(), h.owner(), &keys(&["k2"]), true).unwrap();
+            assert_eq!(read_keys(&h.ctx(), h.owner()).unwrap(), keys(&["k2"]));
+        }
+
+        #[test]
+        fn remove_missing_key_or_file_is_ok() {
+            let h = Home::new("remove");
+            remove_keys(&h.ctx(), h.owner(), &keys(&["k1"])).unwrap();
+            assert!(!h.path(".ssh").exists());
+            add_keys(&h.ctx(), h.owner(), &keys(&["k1", "k2"]), false).unwrap();
+            remove_keys(&h.ctx(), h.owner(), &keys(&["k1", "k9"])).unwrap();
+            assert_eq!(read_keys(&h.ctx(), h.owner()).unwrap(), keys(&["k2"]));
+        }
+
+        #[test]
+        fn missing_file_reads_as_no_keys() {
+            let h = Home::new("nokeys");
+            assert!(read_keys(&h.ctx(), h.owner()).unwrap().is_empty());
+        }
+
+        #[test]
+        fn symlinked_ssh_dir_is_refused() {
+            let h = Home::new("linkdir");
+            let elsewhere = h.root.join("elsewhere");
+            std::fs::create_dir(&elsewhere).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, h.path(".ssh")).unwrap();
+            let e = add_keys(&h.ctx(), h.owner(), &keys(&["k1"]), false).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        }
+
+        #[test]
+        fn symlinked_authorized_keys_is_not_read_or_followed() {
+            let h = Home::new("linkfile");
+            std::fs::create_dir(h.path(".ssh")).unwrap();
+            let secret = h.root.join("secret");
+            std::fs::write(&secret, "secret-line\n").unwrap();
+            std::os::unix::fs::symlink(&secret, h.path(".ssh/authorized_keys")).unwrap();
+            assert!(read_keys(&h.ctx(), h.owner()).is_err());
+            assert!(add_keys(&h.ctx(), h.owner(), &keys(&["k1"]), false).is_err());
+            // With reset nothing is read; the link itself is replaced, not its target.
+            add_keys(&h.ctx(), h.owner(), &keys(&["k1"]), true).unwrap();
+            assert_eq!(std::fs::read_to_string(&secret).unwrap(), "secret-line\n");
+            assert_eq!(read_keys(&h.ctx(), h.owner()).unwrap(), keys(&["k1"]));
+        }
+    }
+}
