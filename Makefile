@@ -5,6 +5,7 @@ STATIC_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static
 SOCK      := run/qga.sock
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CARGO     ?= cargo
+SHELL     := /bin/bash
 
 .PHONY: all build deps test run stop bench clean rpm deb
 
@@ -27,11 +28,16 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-guest-agent file
 
-# Unit and integration tests; as root also the tests marked `needs root`.
+# Unit and integration tests; as root also the tests marked `needs root`. The last line
+# sums every cargo test run: "N passed, N failed".
 test:
-	$(CARGO) test --locked
-	@if [ "$$(id -u)" = 0 ]; then $(CARGO) test --locked -- --ignored; \
-	  else echo "not root: tests marked 'needs root' skipped"; fi
+	@mkdir -p target; set -o pipefail; { \
+	  $(CARGO) test --locked 2>&1 && \
+	  if [ "$$(id -u)" = 0 ]; then $(CARGO) test --locked -- --ignored --skip bench_ 2>&1; \
+	  else echo "not root: tests marked 'needs root' skipped"; fi; \
+	} | tee target/test.log; rc=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "%d passed, %d failed\n", p, f}' target/test.log; \
+	exit $$rc
 
 # Builds the agent, starts it on ./run/qga.sock and asks it something.
 run: stop
