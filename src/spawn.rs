@@ -4,10 +4,9 @@
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-
-use crate::sys::child;
 
 /// Where system tools live even when the agent was started with a user's PATH.
 const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
@@ -35,15 +34,16 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Runs `program` with `args` in a new session, stdin and output on /dev/null, and
-/// waits for it.
+/// Runs `program` with `args` in its own process group (a signal to the agent's group
+/// leaves it alone), stdin and output on /dev/null, and waits for it.
 pub fn run(program: &Path, args: &[&str]) -> io::Result<ExitStatus> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
+    Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    child::new_session(&mut cmd).status()
+        .stderr(Stdio::null())
+        .process_group(0)
+        .status()
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! Linux 2.6.32; anything newer gets an ENOSYS fallback and names its version.
 #![allow(unsafe_code)]
 
-pub mod child;
 pub mod clock;
 pub mod dirfd;
 pub mod fd;
