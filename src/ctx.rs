@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::proc::CpuSampler;
 use crate::registry::Filter;
 
 pub struct Ctx {
@@ -16,6 +17,8 @@ pub struct Ctx {
     pub frozen: bool,
     /// One-shot: the next reply is preceded by 0xFF (guest-sync-delimited).
     pub delimit_next_reply: bool,
+    /// The previous CPU sample, so %CPU covers the interval between requests.
+    pub cpu_sampler: CpuSampler,
 }
 
 impl Ctx {
@@ -27,6 +30,7 @@ impl Ctx {
             filter,
             frozen: false,
             delimit_next_reply: false,
+            cpu_sampler: CpuSampler::default(),
         }
     }
 
