@@ -48,7 +48,11 @@ pub fn lookup_user(ctx: &Ctx, name: &str) -> Result<Option<PasswdEntry>, Error> 
 /// as getpwuid does); empty if the file is unreadable.
 pub fn user_names(ctx: &Ctx) -> std::collections::HashMap<u32, String> {
     let mut names = std::collections::HashMap::new();
-    for e in ctx.read("etc/passwd").map(|t| parse_passwd(&t)).unwrap_or_default() {
+    for e in ctx
+        .read("etc/passwd")
+        .map(|t| parse_passwd(&t))
+        .unwrap_or_default()
+    {
         names.entry(e.uid).or_insert(e.name);
     }
     names
@@ -72,8 +76,9 @@ pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error>
             "Parameter 'password' contains a newline or NUL, or is too long".into(),
         ));
     }
-    let program = find_program("chpasswd")
-        .ok_or_else(|| Error::Failed("cannot find 'chpasswd' on PATH, /usr/sbin or /sbin".into()))?;
+    let program = find_program("chpasswd").ok_or_else(|| {
+        Error::Failed("cannot find 'chpasswd' on PATH, /usr/sbin or /sbin".into())
+    })?;
     let mut cmd = Command::new(&program);
     if crypted {
         cmd.arg("-e");
@@ -149,10 +154,22 @@ mod tests {
 
     #[test]
     fn chpasswd_rejects_bad_input_before_running_anything() {
-        assert!(matches!(chpasswd("ro:ot", b"x", false), Err(Error::Args(_))));
-        assert!(matches!(chpasswd("root", b"a\nb", false), Err(Error::Args(_))));
-        assert!(matches!(chpasswd("root", b"a\0b", false), Err(Error::Args(_))));
+        assert!(matches!(
+            chpasswd("ro:ot", b"x", false),
+            Err(Error::Args(_))
+        ));
+        assert!(matches!(
+            chpasswd("root", b"a\nb", false),
+            Err(Error::Args(_))
+        ));
+        assert!(matches!(
+            chpasswd("root", b"a\0b", false),
+            Err(Error::Args(_))
+        ));
         let long = vec![b'a'; MAX_PASSWORD + 1];
-        assert!(matches!(chpasswd("root", &long, false), Err(Error::Args(_))));
+        assert!(matches!(
+            chpasswd("root", &long, false),
+            Err(Error::Args(_))
+        ));
     }
 }

@@ -214,8 +214,13 @@ mod tests {
 
     #[test]
     fn captures_stdout_and_stderr_in_order() {
-        let f = run(sh("echo out; echo err >&2; exit 3"), b"", Duration::from_secs(10), 1024)
-            .unwrap();
+        let f = run(
+            sh("echo out; echo err >&2; exit 3"),
+            b"",
+            Duration::from_secs(10),
+            1024,
+        )
+        .unwrap();
         assert_eq!(f.output, b"out\nerr\n");
         assert_eq!(f.exit_code(), 3);
         assert!(!f.timed_out() && !f.truncated);
@@ -243,8 +248,13 @@ mod tests {
 
     #[test]
     fn deadline_kills_the_group() {
-        let f = run(sh("sleep 30 & sleep 30; echo never"), b"", Duration::from_millis(200), 1024)
-            .unwrap();
+        let f = run(
+            sh("sleep 30 & sleep 30; echo never"),
+            b"",
+            Duration::from_millis(200),
+            1024,
+        )
+        .unwrap();
         assert!(f.timed_out());
         assert_eq!(f.exit_code(), -1);
         assert!(f.output.is_empty());
@@ -252,7 +262,13 @@ mod tests {
 
     #[test]
     fn background_child_holding_the_pipe_does_not_delay_the_result() {
-        let f = run(sh("sleep 30 & echo done"), b"", Duration::from_secs(20), 1024).unwrap();
+        let f = run(
+            sh("sleep 30 & echo done"),
+            b"",
+            Duration::from_secs(20),
+            1024,
+        )
+        .unwrap();
         assert!(!f.timed_out());
         assert_eq!(f.output, b"done\n");
     }

@@ -25,7 +25,11 @@ pub fn identify(ctx: &Ctx) -> Distro {
             return parse_os_release(&text);
         }
     }
-    for file in ["etc/centos-release", "etc/redhat-release", "etc/system-release"] {
+    for file in [
+        "etc/centos-release",
+        "etc/redhat-release",
+        "etc/system-release",
+    ] {
         if let Some(d) = ctx.read(file).ok().and_then(|t| parse_redhat_release(&t)) {
             return d;
         }
@@ -179,8 +183,8 @@ mod tests {
 
     #[test]
     fn rhel_release_file() {
-        let d = parse_redhat_release("Red Hat Enterprise Linux Server release 6.5 (Santiago)")
-            .unwrap();
+        let d =
+            parse_redhat_release("Red Hat Enterprise Linux Server release 6.5 (Santiago)").unwrap();
         assert_eq!(d.id.as_deref(), Some("rhel"));
         assert_eq!(d.name.as_deref(), Some("Red Hat Enterprise Linux Server"));
         assert!(parse_redhat_release("garbage").is_none());

@@ -274,7 +274,10 @@ impl PosixTz {
 
 /// Parses a POSIX TZ string (the TZif footer or a TZ value).
 pub fn parse_posix_tz(s: &str) -> Option<PosixTz> {
-    let mut p = Cursor { s: s.as_bytes(), i: 0 };
+    let mut p = Cursor {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let std_abbr = p.abbr()?;
     // POSIX offsets are west of UTC ("CST6" is UTC-6); we keep seconds east.
     let std_offset = -p.time()?;
@@ -293,7 +296,10 @@ pub fn parse_posix_tz(s: &str) -> Option<PosixTz> {
     };
     let (start, end) = if p.done() {
         // No rule given: the US rules glibc assumes.
-        ((DateRule::Month(3, 2, 0), 7200), (DateRule::Month(11, 1, 0), 7200))
+        (
+            (DateRule::Month(3, 2, 0), 7200),
+            (DateRule::Month(11, 1, 0), 7200),
+        )
     } else {
         p.eat(b',')?;
         let start = p.date_rule()?;
@@ -353,7 +359,10 @@ impl Cursor<'_> {
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
 
     /// [+-]hh[:mm[:ss]] in seconds.
@@ -542,8 +551,11 @@ mod tests {
 
     #[test]
     fn tzif_v1_transitions() {
-        let z = parse_tzif(&tzif_v1(&[(1000, 1), (2000, 0)], &[(0, "AAA"), (3600, "BBB")]))
-            .unwrap();
+        let z = parse_tzif(&tzif_v1(
+            &[(1000, 1), (2000, 0)],
+            &[(0, "AAA"), (3600, "BBB")],
+        ))
+        .unwrap();
         assert_eq!(z.offset_at(500), (0, "AAA".into()));
         assert_eq!(z.offset_at(1000), (3600, "BBB".into()));
         assert_eq!(z.offset_at(5000), (0, "AAA".into()));

@@ -32,10 +32,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             let device = unescape(f.next()?);
             let mountpoint = unescape(f.next()?);
             let fstype = unescape(f.next()?);
-            let options = unescape(f.next()?)
-                .split(',')
-                .map(str::to_string)
-                .collect();
+            let options = unescape(f.next()?).split(',').map(str::to_string).collect();
             Some(Mount {
                 device,
                 mountpoint,

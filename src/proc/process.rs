@@ -226,8 +226,15 @@ mod tests {
 
     #[test]
     fn process_comm_with_parentheses_and_spaces() {
-        let p = parse_process(1234, STAT, STATUS, b"/usr/bin/prog\0-x\0\0", Some("25600 2560 300 1 0 100 0\n"), 4)
-            .unwrap();
+        let p = parse_process(
+            1234,
+            STAT,
+            STATUS,
+            b"/usr/bin/prog\0-x\0\0",
+            Some("25600 2560 300 1 0 100 0\n"),
+            4,
+        )
+        .unwrap();
         assert_eq!(p.comm, "my (odd) prog");
         assert_eq!(p.state, 'S');
         assert_eq!(p.uid, 48);

@@ -7,7 +7,8 @@ use super::check;
 
 /// Sends `sig` to every process in the group `pgid` (the group leader's pid).
 pub fn kill_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let pgid =
+        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
     if pgid <= 1 {
         // kill(-1) would signal every process we may signal; never let a bad pid do that.
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
