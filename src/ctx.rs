@@ -39,6 +39,13 @@ impl Ctx {
         Ctx::new(root, Config::default())
     }
 
+    /// True when handlers see the running system (root "/"), not a fixture tree. Steps
+    /// that act on the kernel rather than on files (sethostname, klogctl) run only then;
+    /// under another root they use files there instead, so tests never touch the machine.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
     /// `rel` ("proc/meminfo") below the root.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel.trim_start_matches('/'))

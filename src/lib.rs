@@ -18,5 +18,6 @@ pub mod log;
 pub mod proc;
 pub mod protocol;
 pub mod registry;
+pub mod rewrite;
 pub mod sys;
 pub mod utmp;

@@ -2,6 +2,10 @@
 //! `struct utmpx` is 400 bytes on x86_64 and its getutxent() is a stub, while the
 //! files hold glibc's 384-byte records (same layout on x86_64 and i386).
 
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+
 /// Size of one glibc `struct utmp` on disk.
 pub const RECORD_SIZE: usize = 384;
 
@@ -101,6 +105,32 @@ pub fn last_login(records: &[UtmpRecord]) -> Option<&UtmpRecord> {
         .max_by_key(|r| (r.tv_sec, r.tv_usec))
 }
 
+/// The newest USER_PROCESS record of a utmp/wtmp file, read backwards from the end so
+/// that a wtmp of hundreds of megabytes costs a few reads, not a full scan.
+pub fn last_login_in_file(path: &Path) -> io::Result<Option<UtmpRecord>> {
+    const CHUNK_RECORDS: u64 = 256;
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut end = len - len % RECORD_SIZE as u64;
+    let mut buf = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK_RECORDS * RECORD_SIZE as u64);
+        buf.resize((end - start) as usize, 0);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        let recs = parse_records(&buf);
+        if let Some(r) = recs
+            .iter()
+            .rev()
+            .find(|r| r.kind == USER_PROCESS && !r.user.is_empty())
+        {
+            return Ok(Some(r.clone()));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +173,22 @@ mod tests {
     fn time_after_2038_reads_unsigned() {
         let r = rec(USER_PROCESS, "root", "pts/0", 3_000_000_000);
         assert_eq!(parse_records(&encode_record(&r))[0].tv_sec, 3_000_000_000);
+    }
+
+    #[test]
+    fn last_login_in_file_reads_backwards_across_chunks() {
+        let path = std::env::temp_dir().join(format!("qga-wtmp-{}", std::process::id()));
+        let mut bytes = encode_record(&rec(USER_PROCESS, "early", "pts/0", 10)).to_vec();
+        for i in 0..600 {
+            bytes.extend_from_slice(&encode_record(&rec(DEAD_PROCESS, "", "pts/0", 20 + i)));
+        }
+        bytes.extend_from_slice(&[7u8; 100]);
+        std::fs::write(&path, &bytes).unwrap();
+        let r = last_login_in_file(&path).unwrap().unwrap();
+        assert_eq!(r.user, "early");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(last_login_in_file(&path).unwrap(), None);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -5,9 +5,12 @@
 
 pub mod child;
 pub mod fd;
+pub mod hostname;
+pub mod klog;
 pub mod poll;
 pub mod process;
 pub mod signal;
+pub mod statvfs;
 pub mod sysconf;
 pub mod tty;
 pub mod vsock;
