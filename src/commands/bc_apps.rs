@@ -179,7 +179,7 @@ impl Header<'_> {
         let pct = |v: u64| v as f64 * 100.0 / total;
         let _ = writeln!(
             s,
-            "%Cpu(s): {:5.1} us, {:5.1} sy, {:5.1} ni, {:5.1} id, {:5.1} wa, {:5.1} hi, {:5.1} si, {:5.1} st",
+            "%Cpu(s):{:5.1} us,{:5.1} sy,{:5.1} ni,{:5.1} id,{:5.1} wa,{:5.1} hi,{:5.1} si,{:5.1} st",
             pct(c.user),
             pct(c.system),
             pct(c.nice),
