@@ -43,6 +43,9 @@ impl Finished {
 
 /// How long to wait for a SIGKILLed group leader before leaving it to a reaper thread.
 const KILL_GRACE: Duration = Duration::from_secs(1);
+/// Input is written in one go before output is read, so it must fit in a pipe buffer
+/// (64 KiB since 2.6.11).
+const MAX_INPUT: usize = 60 * 1024;
 /// How often the output wait checks whether the leader has exited.
 const EXIT_CHECK: Duration = Duration::from_millis(100);
 
@@ -50,6 +53,10 @@ const EXIT_CHECK: Duration = Duration::from_millis(100);
 /// bytes of merged output, for at most `timeout`. The agent is blocked for at most
 /// `timeout` plus a short grace period for the kill.
 pub fn run(mut cmd: Command, input: &[u8], timeout: Duration, cap: usize) -> io::Result<Finished> {
+    if input.len() > MAX_INPUT {
+        // A larger input could block the write on a child that does not read.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     let deadline = Instant::now() + timeout;
     let (mut reader, writer) = io::pipe()?;
     cmd.stdin(if input.is_empty() {

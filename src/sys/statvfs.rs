@@ -25,29 +25,33 @@ pub struct FsStat {
     pub readonly: bool,
 }
 
-const ENCODED: usize = 8 * 4 + 1;
+/// Tag byte, four u64 fields, the read-only flag.
+const ENCODED: usize = 1 + 8 * 4 + 1;
+const OK: u8 = 0;
+const FAILED: u8 = 1;
 
 impl FsStat {
     fn encode(&self) -> [u8; ENCODED] {
         let mut b = [0u8; ENCODED];
+        b[0] = OK;
         for (i, v) in [self.frsize, self.blocks, self.bfree, self.bavail]
             .iter()
             .enumerate()
         {
-            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+            b[1 + i * 8..9 + i * 8].copy_from_slice(&v.to_ne_bytes());
         }
-        b[32] = u8::from(self.readonly);
+        b[33] = u8::from(self.readonly);
         b
     }
 
     fn decode(b: &[u8; ENCODED]) -> FsStat {
-        let n = |i: usize| u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let n = |i: usize| u64::from_ne_bytes(b[1 + i * 8..9 + i * 8].try_into().unwrap_or([0; 8]));
         FsStat {
             frsize: n(0),
             blocks: n(1),
             bfree: n(2),
             bavail: n(3),
-            readonly: b[32] != 0,
+            readonly: b[33] != 0,
         }
     }
 }
@@ -86,19 +90,42 @@ pub fn statvfs(path: &Path) -> io::Result<FsStat> {
 pub fn statvfs_bounded(path: &Path, timeout: Duration) -> io::Result<Option<FsStat>> {
     // Everything the child needs is prepared before the fork: it only makes syscalls.
     let cpath = c_path(path)?;
+    let reply = in_child(timeout, || match raw_statvfs(&cpath) {
+        Ok(st) => st.encode(),
+        Err(e) => {
+            let mut msg = [0u8; ENCODED];
+            msg[0] = FAILED;
+            msg[1..5].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_ne_bytes());
+            msg
+        }
+    })?;
+    match reply {
+        None => Ok(None),
+        Some(msg) if msg[0] == FAILED => {
+            let errno = i32::from_ne_bytes(msg[1..5].try_into().unwrap_or([0; 4]));
+            Err(io::Error::from_raw_os_error(errno))
+        }
+        Some(msg) => Ok(Some(FsStat::decode(&msg))),
+    }
+}
+
+/// Runs `work` in a forked child and returns its message, or `None` when it did not
+/// arrive within `timeout`; the child is always killed if needed and reaped. `work`
+/// must only make async-signal-safe calls (no allocation, no locks).
+fn in_child(
+    timeout: Duration,
+    work: impl FnOnce() -> [u8; ENCODED],
+) -> io::Result<Option<[u8; ENCODED]>> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
     let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the child runs only async-signal-safe code (statvfs, write, _exit) and
-    // touches no lock another thread could hold.
+    // SAFETY: the child runs only `work` (async-signal-safe by contract), write and
+    // _exit, so it touches no lock another thread could hold.
     let pid = check(unsafe { libc::fork() })?;
     if pid == 0 {
-        let msg = match raw_statvfs(&cpath) {
-            Ok(st) => st.encode(),
-            Err(_) => [0xff; ENCODED],
-        };
+        let msg = work();
         // SAFETY: `msg` is valid for reads of its length; _exit never returns and runs
         // no atexit handlers or destructors of the parent's state.
         unsafe {
@@ -108,8 +135,15 @@ pub fn statvfs_bounded(path: &Path, timeout: Duration) -> io::Result<Option<FsSt
     }
     drop(writer);
     let pid = pid as u32;
-    let deadline = Instant::now() + timeout;
-    let mut file = std::fs::File::from(reader);
+    let result = read_message(std::fs::File::from(reader), Instant::now() + timeout);
+    if !matches!(result, Ok(Some(_))) {
+        let _ = child::kill(pid, libc::SIGKILL);
+    }
+    child::wait(pid)?;
+    result
+}
+
+fn read_message(mut file: std::fs::File, deadline: Instant) -> io::Result<Option<[u8; ENCODED]>> {
     let mut got = Vec::with_capacity(ENCODED);
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         let mut pfd = [poll::pollfd(file.as_raw_fd(), POLLIN)];
@@ -121,35 +155,17 @@ pub fn statvfs_bounded(path: &Path, timeout: Duration) -> io::Result<Option<FsSt
                     Ok(0) => break,
                     Ok(n) => got.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = child::kill(pid, libc::SIGKILL);
-                        let _ = child::wait(pid);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
                 if got.len() >= ENCODED {
                     break;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = child::kill(pid, libc::SIGKILL);
-                let _ = child::wait(pid);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
-    if got.len() < ENCODED {
-        let _ = child::kill(pid, libc::SIGKILL);
-    }
-    child::wait(pid)?;
-    let Ok(msg) = <[u8; ENCODED]>::try_from(&got[..]) else {
-        return Ok(None);
-    };
-    if msg == [0xff; ENCODED] {
-        return Err(io::Error::other("statvfs failed"));
-    }
-    Ok(Some(FsStat::decode(&msg)))
+    Ok(<[u8; ENCODED]>::try_from(&got[..]).ok())
 }
 
 #[cfg(test)]
@@ -170,6 +186,19 @@ mod tests {
     #[test]
     fn missing_path_is_an_error() {
         assert!(statvfs(Path::new("/nonexistent/qga")).is_err());
-        assert!(statvfs_bounded(Path::new("/nonexistent/qga"), Duration::from_secs(10)).is_err());
+        let e =
+            statvfs_bounded(Path::new("/nonexistent/qga"), Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_child_that_hangs_is_killed_and_reaped() {
+        // Stands in for statvfs on a dead NFS server: the child never answers.
+        let got = in_child(Duration::from_millis(100), || {
+            std::thread::sleep(Duration::from_secs(300));
+            [0u8; ENCODED]
+        })
+        .unwrap();
+        assert_eq!(got, None);
     }
 }
