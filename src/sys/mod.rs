@@ -3,13 +3,18 @@
 //! Linux 2.6.32; anything newer gets an ENOSYS fallback and names its version.
 #![allow(unsafe_code)]
 
+pub mod child;
 pub mod clock;
 pub mod dirfd;
 pub mod fd;
+pub mod hostname;
 pub mod ifaddrs;
+pub mod klog;
 pub mod poll;
 pub mod process;
 pub mod signal;
+pub mod statvfs;
+pub mod sysconf;
 pub mod tty;
 pub mod uname;
 pub mod vsock;
