@@ -20,6 +20,5 @@ pub mod proc;
 pub mod protocol;
 pub mod registry;
 pub mod rewrite;
-pub mod spawn;
 pub mod sys;
 pub mod utmp;

@@ -5,10 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{fixture, Agent, TempDir, BIN, DISTROS};
+use common::{copy_tree, fixture, Agent, TempDir, DISTROS};
 use qga::commands::cpu::{self, LogicalProcessor};
 use qga::commands::memory::{self, BlockResponseType, MemoryBlock};
 use qga::commands::net;
@@ -21,19 +19,6 @@ fn writable_fixture(distro: &str) -> TempDir {
     let dir = TempDir::new(&format!("root-{distro}"));
     copy_tree(&fixture(distro), dir.path());
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn cpu(id: i64, online: bool, can_offline: bool) -> LogicalProcessor {
@@ -128,7 +113,7 @@ fn memory_blocks_on_every_distro() {
 fn net_dev_counters_on_every_distro() {
     for distro in DISTROS {
         let text = std::fs::read_to_string(fixture(distro).join("proc/net/dev")).unwrap();
-        let stats = net::procnet::parse_net_dev(&text);
+        let stats = qga::proc::net::parse_net_dev(&text);
         assert!(stats.contains_key("lo"), "{distro}");
         let nic = if distro == "modern" { "ens3" } else { "eth0" };
         let s = &stats[nic];
@@ -139,7 +124,7 @@ fn net_dev_counters_on_every_distro() {
     }
     // 2.6.32 glues a wide counter to the colon.
     let text = std::fs::read_to_string(fixture("centos6").join("proc/net/dev")).unwrap();
-    let eth0 = &net::procnet::parse_net_dev(&text)["eth0"];
+    let eth0 = &qga::proc::net::parse_net_dev(&text)["eth0"];
     assert_eq!(
         (eth0.rx_bytes, eth0.rx_packets, eth0.rx_dropped),
         (1_234_567_890, 2_113_442, 3)
@@ -416,27 +401,8 @@ impl FakeBin {
 
 /// The agent on `root` with PATH set to the fake programs only.
 fn agent_with_path(root: &Path, bin: &FakeBin) -> Agent {
-    let dir = TempDir::new("agent-path");
-    let socket = dir.join("qga.sock");
-    let child = Command::new(BIN)
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&socket)
-        .arg("-t")
-        .arg(dir.path())
-        .arg("--sysroot")
-        .arg(root)
-        .env("QGA_CONF", dir.join("no-such.conf"))
-        .env("PATH", bin.dir.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start qemu-ga");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "agent did not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Agent { child, dir, socket }
+    let path = bin.dir.path().to_str().unwrap();
+    Agent::start_with_env(&["--sysroot", root.to_str().unwrap()], &[("PATH", path)])
 }
 
 /// Sends `request`, then a ping: a command without success reply must leave the ping's

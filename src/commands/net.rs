@@ -10,11 +10,8 @@ use serde::Serialize;
 use super::NoArgs;
 use crate::ctx::Ctx;
 use crate::error::Error;
-// Until the shared src/proc/mod.rs lands from the bc branch.
-#[path = "../proc/net.rs"]
-pub mod procnet;
+use crate::proc::net::{self as procnet, InterfaceStats, Ipv4Route, Ipv6Route};
 use crate::sys::ifaddrs::{self, IfAddr};
-use procnet::{InterfaceStats, Ipv4Route, Ipv6Route};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

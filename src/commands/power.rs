@@ -2,13 +2,19 @@
 //! guest-suspend-{disk,ram,hybrid} (systemd, then pm-utils, then /sys/power/state, in
 //! qemu-ga's order). Success sends no reply; the registry marks them so.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{Empty, NoArgs};
+use crate::accounts::find_program;
+use crate::child::{self, Finished};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::log;
-use crate::spawn;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,19 +31,39 @@ pub fn shutdown(_: &Ctx, args: ShutdownArgs) -> Result<Empty, Error> {
         "guest-shutdown called, mode: {}",
         args.mode.as_deref().unwrap_or("powerdown")
     ));
-    let program = spawn::find("shutdown").ok_or_else(|| {
+    let program = find_program("shutdown").ok_or_else(|| {
         Error::Failed("cannot find 'shutdown' program in PATH, /usr/sbin or /sbin".into())
     })?;
+    let mut cmd = Command::new(program);
     // "-h" first, as qemu-ga: sysvinit and upstart take the last of -h/-r.
-    let status = spawn::run(&program, &["-h", flag, "+0", SHUTDOWN_MESSAGE])
-        .map_err(|e| Error::io("failed to create child process", e))?;
-    match status.code() {
+    cmd.args(["-h", flag, "+0", SHUTDOWN_MESSAGE]);
+    let done = run(cmd, SHUTDOWN_TIMEOUT)?;
+    match exit_code(&done) {
         None => Err(Error::Failed(
             "child process has terminated abnormally".into(),
         )),
         Some(0) => Ok(Empty {}),
         Some(_) => Err(Error::Failed("child process has failed to shutdown".into())),
     }
+}
+
+/// `shutdown +0` only asks init to act and returns at once.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// `systemctl status` and `pm-is-supported` answer quickly.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// pm-hibernate and friends return after the guest resumes; the monotonic clock a
+/// deadline uses stands still while the guest sleeps, but writing a hibernation image
+/// of a large guest takes a while.
+const SUSPEND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs a power program (output discarded) under a deadline.
+fn run(cmd: Command, timeout: Duration) -> Result<Finished, Error> {
+    child::run(cmd, b"", timeout, 0).map_err(|e| Error::io("failed to create child process", e))
+}
+
+/// The exit code; None when a signal or the deadline ended the program.
+fn exit_code(done: &Finished) -> Option<i32> {
+    done.status.and_then(|s| s.code())
 }
 
 /// The `shutdown` option for a guest-shutdown mode (default powerdown).
@@ -152,20 +178,38 @@ fn suspend(ctx: &Ctx, mode: SuspendMode) -> Result<Empty, Error> {
 /// `systemctl status <unit>` exits 1-3 (LSB "not running") for a unit that exists and
 /// 4 for one that does not, so 1-3 means this kind of sleep is available (qemu-ga).
 fn systemd_supports(mode: SuspendMode) -> bool {
-    let Some(systemctl) = spawn::find_on_path("systemctl") else {
-        return false;
-    };
-    let status = spawn::run(&systemctl, &["status", mode.systemd_unit()]);
-    matches!(status.map(|s| s.code()), Ok(Some(1..=3)))
+    probe("systemctl", &["status", mode.systemd_unit()], 1..=3)
 }
 
 /// `pm-is-supported --<mode>` exits 0 when the mode works.
 fn pm_utils_supports(mode: SuspendMode) -> bool {
-    let Some(program) = spawn::find_on_path("pm-is-supported") else {
+    probe("pm-is-supported", &[mode.pm_is_supported_flag()], 0..=0)
+}
+
+fn probe(name: &str, args: &[&str], yes: std::ops::RangeInclusive<i32>) -> bool {
+    let Some(program) = find_on_path(name) else {
         return false;
     };
-    let status = spawn::run(&program, &[mode.pm_is_supported_flag()]);
-    matches!(status.map(|s| s.code()), Ok(Some(0)))
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run(cmd, PROBE_TIMEOUT)
+        .ok()
+        .and_then(|done| exit_code(&done))
+        .is_some_and(|code| yes.contains(&code))
+}
+
+/// Suspend helpers are looked up on PATH only, as qemu-ga's g_spawn SEARCH_PATH does
+/// (shutdown and hwclock also try /usr/sbin and /sbin): a PATH without them means the
+/// mechanism is absent, which also keeps tests with a fake PATH off the real tools.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Runs a suspend helper from PATH; errors in qemu-ga's wording.
@@ -174,11 +218,12 @@ fn helper(name: &str, args: &[&str]) -> Result<(), Error> {
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ");
-    let program = spawn::find_on_path(name)
+    let program = find_on_path(name)
         .ok_or_else(|| Error::Failed(format!("the helper program '{shown}' was not found")))?;
-    let status =
-        spawn::run(&program, args).map_err(|e| Error::io("failed to create child process", e))?;
-    match status.code() {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let done = run(cmd, SUSPEND_TIMEOUT)?;
+    match exit_code(&done) {
         Some(0) => Ok(()),
         code => Err(Error::Failed(format!(
             "the helper program '{shown}' returned an unexpected exit status code ({})",

@@ -3,15 +3,18 @@
 //! `hwclock` when the device cannot be used or the RTC keeps local time (/etc/adjtime).
 
 use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
 use super::{Empty, NoArgs};
+use crate::accounts::find_program;
+use crate::child;
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::spawn;
+use crate::localtime::{civil_from_days, days_from_civil};
 use crate::sys::clock::{self, RtcTime};
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
@@ -91,7 +94,7 @@ impl HardwareClock {
                 }
             }
         }
-        match spawn::find("hwclock") {
+        match find_program("hwclock") {
             Some(path) => Ok(HardwareClock::Hwclock(path)),
             None => Err(Error::Failed(
                 "this feature or command is not currently supported".into(),
@@ -136,10 +139,15 @@ impl HardwareClock {
     }
 }
 
-fn run_hwclock(path: &std::path::Path, flag: &str, failure: &str) -> Result<Empty, Error> {
-    let status =
-        spawn::run(path, &[flag]).map_err(|e| Error::io("failed to create child process", e))?;
-    match status.code() {
+/// hwclock waits for the RTC's next second; anything much longer is a hung device.
+const HWCLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn run_hwclock(path: &Path, flag: &str, failure: &str) -> Result<Empty, Error> {
+    let mut cmd = Command::new(path);
+    cmd.arg(flag);
+    let done = child::run(cmd, b"", HWCLOCK_TIMEOUT, 0)
+        .map_err(|e| Error::io("failed to create child process", e))?;
+    match done.status.and_then(|s| s.code()) {
         None => Err(Error::Failed(
             "child process has terminated abnormally".into(),
         )),
@@ -193,31 +201,6 @@ fn unix_from_rtc(t: RtcTime) -> Option<i64> {
     Some(days * 86_400 + i64::from(t.hour) * 3600 + i64::from(t.min) * 60 + i64::from(t.sec))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The (year, month 1-12, day) of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,18 +226,6 @@ mod tests {
             validate_time(1_700_000_000_123_456_789).unwrap(),
             (1_700_000_000, 123_456)
         );
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        for days in (-800_000..800_000).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod loadavg;
 pub mod meminfo;
 pub mod mounts;
+pub mod net;
 pub mod process;
 pub mod stat;
 
