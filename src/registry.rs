@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::commands::{
     bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, host, memory, net, power,
-    session, time,
+    session, ssh, time, users,
 };
 use crate::ctx::Ctx;
 use crate::error::Error;
@@ -108,6 +108,23 @@ pub static COMMANDS: &[Command] = &[
         call(c, a, power::suspend_hybrid)
     })
     .no_success_response(),
+    Command::new("guest-get-osinfo", |c, a| call(c, a, host::get_osinfo)),
+    Command::new("guest-get-users", |c, a| call(c, a, users::get_users)),
+    Command::new("guest-get-timezone", |c, a| call(c, a, time::get_timezone)),
+    Command::new("guest-get-load", |c, a| call(c, a, cpu::get_load)),
+    Command::new("guest-get-cpustats", |c, a| call(c, a, cpu::get_cpustats)),
+    Command::new("guest-set-user-password", |c, a| {
+        call(c, a, users::set_user_password)
+    }),
+    Command::new("guest-ssh-get-authorized-keys", |c, a| {
+        call(c, a, ssh::get_authorized_keys)
+    }),
+    Command::new("guest-ssh-add-authorized-keys", |c, a| {
+        call(c, a, ssh::add_authorized_keys)
+    }),
+    Command::new("guest-ssh-remove-authorized-keys", |c, a| {
+        call(c, a, ssh::remove_authorized_keys)
+    }),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

@@ -1,5 +1,6 @@
 //! CPUs: guest-get-vcpus and guest-set-vcpus through
-//! /sys/devices/system/cpu/cpuN/online (CPU hotplug, 2.6.x on).
+//! /sys/devices/system/cpu/cpuN/online (CPU hotplug, 2.6.x on), guest-get-cpustats
+//! (/proc/stat) and guest-get-load (/proc/loadavg).
 
 use std::io;
 
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{write_attribute, NoArgs};
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::proc::{self, CpuTimes};
 
 const CPU_DIR: &str = "sys/devices/system/cpu";
 
@@ -123,6 +125,75 @@ fn read_online(ctx: &Ctx, id: i64) -> Result<Option<bool>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("open(\"/{rel}\")"), e)),
     }
+}
+
+/// One CPU's times in milliseconds. The union's discriminator `type` is always "linux";
+/// members the kernel does not print are left out (guestnice before 2.6.33).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuStats {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub cpu: i64,
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iowait: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub softirq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steal: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest: Option<u64>,
+    /// The wire name has no hyphen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guestnice: Option<u64>,
+}
+
+/// Each "cpuN" line of /proc/stat (not the aggregate), converted from clock ticks.
+pub fn get_cpustats(ctx: &Ctx, _: NoArgs) -> Result<Vec<CpuStats>, Error> {
+    let stat = proc::parse_stat(&ctx.read("proc/stat")?)?;
+    Ok(cpu_stats(&stat.cpus, proc::clock_ticks()))
+}
+
+pub fn cpu_stats(cpus: &[(u32, CpuTimes)], ticks_per_sec: u64) -> Vec<CpuStats> {
+    let ms = |ticks: u64| ticks.saturating_mul(1000) / ticks_per_sec.max(1);
+    cpus.iter()
+        .map(|(n, t)| CpuStats {
+            kind: "linux",
+            cpu: i64::from(*n),
+            user: ms(t.user),
+            nice: ms(t.nice),
+            system: ms(t.system),
+            idle: ms(t.idle),
+            iowait: t.iowait.map(ms),
+            irq: t.irq.map(ms),
+            softirq: t.softirq.map(ms),
+            steal: t.steal.map(ms),
+            guest: t.guest.map(ms),
+            guestnice: t.guest_nice.map(ms),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadAverage {
+    pub load1m: f64,
+    pub load5m: f64,
+    pub load15m: f64,
+}
+
+/// The 1, 5 and 15 minute load averages (qemu-ga 10.0).
+pub fn get_load(ctx: &Ctx, _: NoArgs) -> Result<LoadAverage, Error> {
+    let l = proc::parse_loadavg(&ctx.read("proc/loadavg")?)?;
+    Ok(LoadAverage {
+        load1m: l.one,
+        load5m: l.five,
+        load15m: l.fifteen,
+    })
 }
 
 #[cfg(test)]

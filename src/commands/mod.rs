@@ -15,6 +15,7 @@ pub mod power;
 pub mod session;
 pub mod ssh;
 pub mod time;
+pub mod users;
 
 use serde::{Deserialize, Serialize};
 

@@ -6,12 +6,82 @@
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
+use serde::{Deserialize, Serialize};
+
+use super::Empty;
+use crate::accounts::{self, PasswdEntry};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::sys::dirfd::Dir;
 
 const SSH_DIR: &str = ".ssh";
 const AUTHORIZED_KEYS: &str = "authorized_keys";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetKeysArgs {
+    pub username: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddKeysArgs {
+    pub username: String,
+    pub keys: Vec<String>,
+    /// Replace the file's content instead of adding to it.
+    pub reset: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveKeysArgs {
+    pub username: String,
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthorizedKeys {
+    pub keys: Vec<String>,
+}
+
+pub fn get_authorized_keys(ctx: &Ctx, args: GetKeysArgs) -> Result<AuthorizedKeys, Error> {
+    let user = passwd_entry(ctx, &args.username)?;
+    Ok(AuthorizedKeys {
+        keys: read_keys(ctx, owner(&user))?,
+    })
+}
+
+/// Keys are checked before the user is looked up, as in qemu-ga.
+pub fn add_authorized_keys(ctx: &Ctx, args: AddKeysArgs) -> Result<Empty, Error> {
+    validate_keys(&args.keys)?;
+    let user = passwd_entry(ctx, &args.username)?;
+    add_keys(ctx, owner(&user), &args.keys, args.reset.unwrap_or(false))?;
+    Ok(Empty {})
+}
+
+pub fn remove_authorized_keys(ctx: &Ctx, args: RemoveKeysArgs) -> Result<Empty, Error> {
+    validate_keys(&args.keys)?;
+    let user = passwd_entry(ctx, &args.username)?;
+    remove_keys(ctx, owner(&user), &args.keys)?;
+    Ok(Empty {})
+}
+
+/// The user's /etc/passwd entry; qemu-ga's message begins the same way.
+fn passwd_entry(ctx: &Ctx, username: &str) -> Result<PasswdEntry, Error> {
+    accounts::lookup_user(ctx, username)?.ok_or_else(|| {
+        Error::Failed(format!(
+            "failed to lookup user '{username}': no such user in /etc/passwd"
+        ))
+    })
+}
+
+fn owner(user: &PasswdEntry) -> KeyOwner<'_> {
+    KeyOwner {
+        home: &user.home,
+        uid: user.uid,
+        gid: user.gid,
+    }
+}
 
 /// Whose keys: the passwd entry's home (a guest path, read below the ctx root) and ids.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! Time: guest-get-time and guest-set-time. Sets the system clock (settimeofday) and the
+//! Time: guest-get-time, guest-get-timezone (src/localtime.rs) and guest-set-time. Sets the system clock (settimeofday) and the
 //! hardware clock through /dev/rtc0 (RTC_SET_TIME / RTC_RD_TIME), falling back to
 //! `hwclock` when the device cannot be used or the RTC keeps local time (/etc/adjtime).
 
@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Empty, NoArgs};
 use crate::accounts::find_program;
 use crate::child;
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::localtime::{civil_from_days, days_from_civil};
+use crate::localtime::{self, civil_from_days, days_from_civil};
 use crate::sys::clock::{self, RtcTime};
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
@@ -28,6 +28,30 @@ fn now_nanos() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timezone {
+    /// The abbreviation in effect ("CST", "CEST"); absent when the zone has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Seconds east of UTC.
+    pub offset: i64,
+}
+
+/// The local zone now: $TZ, else /etc/localtime, else UTC (as GLib's local zone).
+pub fn get_timezone(ctx: &Ctx, _: NoArgs) -> Result<Timezone, Error> {
+    let tz = std::env::var("TZ").ok();
+    let now = now_nanos().div_euclid(NANOS_PER_SEC);
+    Ok(timezone_at(&localtime::zone(ctx, tz.as_deref()), now))
+}
+
+pub fn timezone_at(zone: &localtime::Zone, unix_secs: i64) -> Timezone {
+    let (offset, abbr) = zone.offset_at(unix_secs);
+    Timezone {
+        zone: (!abbr.is_empty()).then_some(abbr),
+        offset,
     }
 }
 
