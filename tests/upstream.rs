@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{copy_tree, fixture, Agent, TempDir, DISTROS};
+use common::{copy_tree, fixture, Agent, FakeBin, TempDir, DISTROS};
 use qga::commands::cpu::{self, LogicalProcessor};
 use qga::commands::memory::{self, BlockResponseType, MemoryBlock};
 use qga::commands::net;
@@ -46,7 +46,7 @@ fn vcpus_on_every_distro() {
                 cpu(0, true, false),
                 cpu(1, true, true),
                 cpu(2, true, true),
-                cpu(3, false, true),
+                cpu(3, true, true),
             ],
             "ubuntu1204" => vec![cpu(0, true, false)],
             "ubuntu1404" => vec![cpu(0, true, false), cpu(1, true, true)],
@@ -219,7 +219,16 @@ fn read(root: &Path, rel: &str) -> String {
 #[test]
 fn set_vcpus_writes_only_changed_cpus() {
     let root = writable_fixture("centos7");
+    std::fs::write(
+        root.path().join("sys/devices/system/cpu/cpu3/online"),
+        "0\n",
+    )
+    .unwrap();
     let ctx = Ctx::with_root(root.path());
+    assert_eq!(
+        cpu::get_vcpus(&ctx, NoArgs {}).unwrap()[3],
+        cpu(3, false, true)
+    );
     let args = serde_json::from_value(json!({"vcpus": [
         {"logical-id": 1, "online": false},
         {"logical-id": 2, "online": true},
@@ -364,45 +373,12 @@ fn no_memory_hotplug_directory() {
     );
 }
 
-/// A directory of fake programs; each appends its name and arguments to `log`.
-struct FakeBin {
-    dir: TempDir,
-    log: PathBuf,
-}
-
-impl FakeBin {
-    fn new() -> FakeBin {
-        let dir = TempDir::new("fakebin");
-        let log = dir.join("calls.log");
-        FakeBin { dir, log }
-    }
-
-    /// A program that logs its argv and exits with `code`.
-    fn program(&self, name: &str, code: i32) -> &Self {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.dir.join(name);
-        let script = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}} $*\" >> '{}'\nexit {code}\n",
-            self.log.display()
-        );
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        self
-    }
-
-    fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.trim_end().to_string())
-            .collect()
-    }
-}
-
 /// The agent on `root` with PATH set to the fake programs only.
 fn agent_with_path(root: &Path, bin: &FakeBin) -> Agent {
-    let path = bin.dir.path().to_str().unwrap();
-    Agent::start_with_env(&["--sysroot", root.to_str().unwrap()], &[("PATH", path)])
+    Agent::start_with_env(
+        &["--sysroot", root.to_str().unwrap()],
+        &[("PATH", bin.path())],
+    )
 }
 
 /// Sends `request`, then a ping: a command without success reply must leave the ping's
@@ -497,17 +473,7 @@ fn suspend_through_systemd_sends_no_reply() {
     let bin = FakeBin::new();
     let root = writable_fixture("modern");
     // A systemctl whose status probe says "inactive" (3) and whose verb succeeds.
-    let path = bin.dir.join("systemctl");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}} $*\" >> '{}'\n[ \"$1\" = status ] && exit 3\nexit 0\n",
-            bin.log.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin.script("systemctl", "[ \"$1\" = status ] && exit 3\nexit 0");
     let agent = agent_with_path(root.path(), &bin);
     silent_on_success(&agent, json!({"execute": "guest-suspend-disk"}));
     silent_on_success(&agent, json!({"execute": "guest-suspend-hybrid"}));

@@ -152,6 +152,9 @@ fn read_only_replies_have_the_reference_shape() {
         "guest-get-memory-blocks",
         "guest-get-memory-block-info",
         "guest-network-get-interfaces",
+        "guest-get-osinfo",
+        "guest-get-timezone",
+        "guest-get-cpustats",
     ] {
         let (theirs, ours) = pair.both(&req(command, json!({})));
         assert_eq!(
@@ -165,7 +168,12 @@ fn read_only_replies_have_the_reference_shape() {
 #[test]
 fn read_only_values_match_the_reference() {
     let Some(pair) = Pair::start() else { return };
-    for command in ["guest-get-host-name", "guest-get-memory-block-info"] {
+    for command in [
+        "guest-get-host-name",
+        "guest-get-memory-block-info",
+        "guest-get-osinfo",
+        "guest-get-timezone",
+    ] {
         let (theirs, ours) = pair.both(&req(command, json!({})));
         assert_eq!(ours, theirs, "{command}");
     }
@@ -196,6 +204,54 @@ fn read_only_values_match_the_reference() {
     assert!((o - t).abs() < 60_000_000_000, "clocks 60 s apart: {t} {o}");
 }
 
+/// Logged-in users: same names, same login times. qemu-ga prints a whole number of
+/// seconds without a fraction, so compare the numbers, not their JSON spelling.
+#[test]
+fn users_match_the_reference() {
+    let Some(pair) = Pair::start() else { return };
+    let (theirs, ours) = pair.both(&req("guest-get-users", json!({})));
+    let users = |v: &Value| -> Vec<(String, f64, Vec<String>)> {
+        ret(v, "guest-get-users")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let mut keys: Vec<String> = u.as_object().unwrap().keys().cloned().collect();
+                keys.sort();
+                (
+                    u["user"].as_str().unwrap().to_string(),
+                    u["login-time"].as_f64().unwrap(),
+                    keys,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(users(&ours), users(&theirs));
+}
+
+/// root's keys: equal when the file exists; without it qemu-ga fails to read it and
+/// we answer an empty list (the one deliberate difference).
+#[test]
+fn root_authorized_keys_match_the_reference() {
+    let Some(pair) = Pair::start() else { return };
+    let request = req("guest-ssh-get-authorized-keys", json!({"username": "root"}));
+    let (theirs, ours) = pair.both(&request);
+    let missing = theirs["error"]["desc"]
+        .as_str()
+        .is_some_and(|d| d.contains("No such file or directory"));
+    if missing {
+        assert_eq!(ours, json!({"return": {"keys": []}}));
+    } else {
+        // qemu-ga lists the keys last line first.
+        let mut t: Vec<Value> = ret(&theirs, "ssh").as_object().unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .clone();
+        t.reverse();
+        assert_eq!(ours, json!({"return": {"keys": t}}));
+    }
+}
+
 /// Requests that fail before anything is changed, in both agents.
 fn error_cases() -> Vec<Value> {
     vec![
@@ -222,6 +278,50 @@ fn error_cases() -> Vec<Value> {
         req("guest-set-memory-blocks", json!({})),
         req("guest-get-memory-block-info", json!({"x": 1})),
         req("guest-network-get-interfaces", json!({"x": 1})),
+        req("guest-get-osinfo", json!({"x": 1})),
+        req("guest-get-users", json!({"x": 1})),
+        req("guest-get-timezone", json!({"x": 1})),
+        req("guest-get-cpustats", json!({"x": 1})),
+        // Every password case fails before chpasswd would run.
+        req(
+            "guest-set-user-password",
+            json!({"username": "nosuch", "password": "!!!", "crypted": false}),
+        ),
+        req(
+            "guest-set-user-password",
+            json!({"username": "a:b", "password": "eA==", "crypted": false}),
+        ),
+        req(
+            "guest-set-user-password",
+            json!({"username": "nosuch", "password": "eAp4", "crypted": false}),
+        ),
+        req(
+            "guest-set-user-password",
+            json!({"username": "nosuch", "password": "eA=="}),
+        ),
+        req(
+            "guest-set-user-password",
+            json!({"username": "nosuch", "password": "eA==", "crypted": "no"}),
+        ),
+        // Key checks come before the user lookup.
+        req(
+            "guest-ssh-add-authorized-keys",
+            json!({"username": "nosuchuser", "keys": ["#x"]}),
+        ),
+        req(
+            "guest-ssh-add-authorized-keys",
+            json!({"username": "nosuchuser", "keys": "x"}),
+        ),
+        req(
+            "guest-ssh-add-authorized-keys",
+            json!({"username": "nosuchuser", "keys": ["x"], "reset": "yes"}),
+        ),
+        req(
+            "guest-ssh-remove-authorized-keys",
+            json!({"username": "nosuchuser", "keys": ["x\ny"]}),
+        ),
+        req("guest-ssh-get-authorized-keys", json!({"username": 5})),
+        req("guest-ssh-get-authorized-keys", json!({})),
     ]
 }
 
@@ -233,6 +333,25 @@ fn error_texts_match_the_reference() {
         assert!(theirs.get("error").is_some(), "{request}: {theirs}");
         assert_eq!(ours, theirs, "{request}");
     }
+}
+
+/// Unknown users: qemu-ga says "failed to lookup user 'x': Success" (errno 0); ours
+/// keeps the beginning and names the cause.
+#[test]
+fn unknown_user_errors_begin_like_the_reference() {
+    let Some(pair) = Pair::start() else { return };
+    let request = req(
+        "guest-ssh-get-authorized-keys",
+        json!({"username": "nosuchuser"}),
+    );
+    let (theirs, ours) = pair.both(&request);
+    let prefix = "failed to lookup user 'nosuchuser': ";
+    assert!(theirs["error"]["desc"]
+        .as_str()
+        .unwrap()
+        .starts_with(prefix));
+    assert!(ours["error"]["desc"].as_str().unwrap().starts_with(prefix));
+    assert_eq!(ours["error"]["class"], theirs["error"]["class"]);
 }
 
 #[test]

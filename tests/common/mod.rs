@@ -233,3 +233,57 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A directory of fake programs to put first (or alone) on the agent's PATH. Each one
+/// appends "name args…" to `calls.log` and saves its stdin as `<name>.stdin`, using
+/// shell builtins only, so PATH may hold nothing else.
+pub struct FakeBin {
+    pub dir: TempDir,
+}
+
+impl FakeBin {
+    pub fn new() -> FakeBin {
+        FakeBin {
+            dir: TempDir::new("fakebin"),
+        }
+    }
+
+    /// A program that records its call and exits with `code`.
+    pub fn program(&self, name: &str, code: i32) -> &Self {
+        self.script(name, &format!("exit {code}"))
+    }
+
+    /// A program that records its call, then runs `body` (sh).
+    pub fn script(&self, name: &str, body: &str) -> &Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir.path().display();
+        let text = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}} $*\" >> '{dir}/calls.log'\n\
+             while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done > '{dir}/{name}.stdin'\n\
+             {body}\n"
+        );
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    /// The calls so far, one "name args" line each.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    }
+
+    /// What `name` read on its stdin at its last call.
+    pub fn stdin_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(&format!("{name}.stdin"))).unwrap_or_default()
+    }
+
+    /// The PATH value naming only this directory.
+    pub fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
