@@ -100,4 +100,17 @@ mod tests {
         let e = rtc_read(&f).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
     }
+
+    /// Reads only; setting the real clocks is never tested (it would change the test
+    /// machine). Machines without an RTC (many VMs, containers) skip.
+    #[test]
+    #[ignore = "needs root"]
+    fn reads_the_real_rtc_when_there_is_one() {
+        let Ok(f) = File::open("/dev/rtc0") else {
+            eprintln!("no /dev/rtc0 here; skipped");
+            return;
+        };
+        let t = rtc_read(&f).unwrap();
+        assert!(t.year >= 100 && (0..12).contains(&t.mon), "{t:?}");
+    }
 }
