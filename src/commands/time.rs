@@ -70,8 +70,14 @@ pub fn set_time(ctx: &Ctx, args: SetTimeArgs) -> Result<Empty, Error> {
     match args.time {
         Some(ns) => {
             let (secs, micros) = validate_time(ns)?;
-            clock::set_system_time(secs, micros)
-                .map_err(|e| Error::io("Failed to set time to guest", e))?;
+            clock::set_system_time(secs, micros).map_err(|e| {
+                if e.raw_os_error() == Some(libc::EOVERFLOW) {
+                    // 32-bit time_t: qemu-ga's wording for the same check.
+                    Error::Failed(format!("Time {ns} is too large"))
+                } else {
+                    Error::io("Failed to set time to guest", e)
+                }
+            })?;
             rtc.set_from_system()
         }
         None => rtc.set_system_from_rtc(),

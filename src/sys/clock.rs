@@ -7,11 +7,17 @@ use std::os::fd::AsRawFd;
 
 use super::check;
 
-/// Sets the system (wall-clock) time. Needs CAP_SYS_TIME.
+/// Sets the system (wall-clock) time. Needs CAP_SYS_TIME. EOVERFLOW when `secs` does
+/// not fit the platform's time_t (32 bits on i686 with the libc crate's musl ABI).
 pub fn set_system_time(secs: i64, micros: i64) -> io::Result<()> {
+    // A no-op conversion where time_t is 64 bits; it narrows on i686.
+    #[allow(clippy::useless_conversion)]
+    let tv_sec = secs
+        .try_into()
+        .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
     let tv = libc::timeval {
-        tv_sec: secs as libc::time_t,
-        tv_usec: micros as libc::suseconds_t,
+        tv_sec,
+        tv_usec: micros as _,
     };
     // SAFETY: `tv` is a valid timeval for the call; a null timezone is allowed.
     check(unsafe { libc::settimeofday(&tv, std::ptr::null()) })?;
