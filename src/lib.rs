@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod daemon;
 pub mod error;
 pub mod log;
+pub mod proc;
 pub mod protocol;
 pub mod registry;
 pub mod sys;

@@ -50,6 +50,19 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-sync", |c, a| call(c, a, session::sync)).while_frozen(),
     Command::new("guest-ping", |c, a| call(c, a, session::ping)).while_frozen(),
     Command::new("guest-info", |c, a| call(c, a, session::info)).while_frozen(),
+    // BC-Linux commands VMAnalyzer polls (issue #5)
+    Command::new("bc-guest-get-tcp-snmp", |c, a| {
+        call(c, a, crate::commands::tcp::get_tcp_snmp)
+    }),
+    Command::new("guest-get-tcp-conn-state", |c, a| {
+        call(c, a, crate::commands::tcp::get_tcp_conn_state)
+    }),
+    Command::new("guest-get-tcp-conn", |c, a| {
+        call(c, a, crate::commands::tcp::get_tcp_conn)
+    }),
+    Command::new("guest-get-cpustinfo", |c, a| {
+        call(c, a, crate::commands::cpu_info::get_cpustinfo)
+    }),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

@@ -1,7 +1,9 @@
 //! Command handlers, one module per domain. Each handler is a plain function taking the
 //! context and typed arguments; the registry wires them to names.
 
+pub mod cpu_info;
 pub mod session;
+pub mod tcp;
 
 use serde::{Deserialize, Serialize};
 

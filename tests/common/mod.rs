@@ -169,7 +169,10 @@ impl Client {
     pub fn reply(&mut self) -> Value {
         let line = self.line();
         serde_json::from_slice(&line).unwrap_or_else(|e| {
-            panic!("reply is not JSON ({e}): {}", String::from_utf8_lossy(&line))
+            panic!(
+                "reply is not JSON ({e}): {}",
+                String::from_utf8_lossy(&line)
+            )
         })
     }
 
@@ -179,7 +182,10 @@ impl Client {
         let mut chunk = [0u8; 1024];
         match self.stream.read(&mut chunk) {
             Ok(0) => {}
-            Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&chunk[..n])),
+            Ok(n) => panic!(
+                "unexpected bytes: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            ),
             Err(_) => {}
         }
         self.stream
