@@ -47,3 +47,7 @@ stop:
 clean: stop
 	$(CARGO) clean
 	rm -rf run
+
+# Side-by-side benchmark against Debian's qemu-ga (see `make deps`), printed as ratios.
+bench:
+	$(CARGO) test --release --locked --test bench -- --ignored --nocapture

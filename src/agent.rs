@@ -132,6 +132,10 @@ impl Agent {
                 if !self.output.is_empty() {
                     events |= POLLOUT;
                 }
+                if events == 0 {
+                    // Output drained while input is still pending: process it first.
+                    return Ok(());
+                }
                 let mut fds = [poll::pollfd(fd, events)];
                 if !self.poll(&mut fds)? {
                     return Ok(());

@@ -153,6 +153,12 @@ impl Channel {
                 self.peer_gone();
                 Ok(ReadResult::Closed)
             }
+            // A serial line whose other end hung up (a pty master closed, a modem
+            // hang-up) answers EIO; like a detached virtio host, it may come back.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) && self.listener.is_none() => {
+                self.peer_gone();
+                Ok(ReadResult::Closed)
+            }
             Err(e) => Err(e),
         }
     }

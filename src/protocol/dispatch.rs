@@ -10,7 +10,7 @@ use super::reply::Reply;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::log;
-use crate::registry;
+use crate::registry::{self, Command};
 
 /// The byte that precedes the reply to guest-sync-delimited.
 pub const DELIMITER: u8 = 0xFF;
@@ -68,6 +68,11 @@ fn handle_text(ctx: &mut Ctx, bytes: &[u8]) -> Option<Reply> {
         return Some(Reply::error(&err, id));
     }
     log::debug(&format!("executing {}", cmd.name));
+    execute(ctx, cmd, args, id)
+}
+
+/// Runs one enabled command; a panic in its handler becomes a GenericError reply.
+fn execute(ctx: &mut Ctx, cmd: &Command, args: Value, id: Option<Value>) -> Option<Reply> {
     let result = catch_unwind(AssertUnwindSafe(|| (cmd.handler)(ctx, args)));
     match result {
         Ok(Ok(value)) => cmd.success_response.then_some(Reply::Return { value, id }),
@@ -154,6 +159,30 @@ mod tests {
         );
         assert!(out.starts_with('{'));
         assert!(!ctx.delimit_next_reply);
+    }
+
+    #[test]
+    fn panicking_handler_becomes_an_error_reply() {
+        let cmd = Command::new("test-panic", |_, _| panic!("boom"));
+        let mut ctx = Ctx::with_root("/");
+        ctx.delimit_next_reply = true;
+        let reply = execute(&mut ctx, &cmd, Value::Null, Some(Value::from(3))).unwrap();
+        let wire = String::from_utf8(reply.to_bytes()).unwrap();
+        assert_eq!(
+            wire,
+            "{\"id\": 3, \"error\": {\"class\": \"GenericError\", \"desc\": \"internal error while executing test-panic\"}}\n"
+        );
+        assert!(!ctx.delimit_next_reply);
+    }
+
+    #[test]
+    fn no_success_response_sends_nothing_on_success() {
+        let cmd = Command::new("test-quiet", |_, _| Ok(Value::Null)).no_success_response();
+        let mut ctx = Ctx::with_root("/");
+        assert!(execute(&mut ctx, &cmd, Value::Null, None).is_none());
+        let failing =
+            Command::new("test-fail", |_, _| Err(Error::Failed("no".into()))).no_success_response();
+        assert!(execute(&mut ctx, &failing, Value::Null, None).is_some());
     }
 
     #[test]

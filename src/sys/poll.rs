@@ -20,7 +20,7 @@ pub fn pollfd(fd: i32, events: i16) -> PollFd {
 /// `Interrupted` after a handled signal.
 pub fn wait(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
     let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
+        tv_sec: d.as_secs() as _,
         tv_nsec: d.subsec_nanos() as _,
     });
     let ts_ptr = ts

@@ -1,0 +1,200 @@
+//! `make bench`: our agent and the reference qemu-ga (Debian's /usr/sbin/qemu-ga) side
+//! by side in one run, on the same machine and the same requests, reported as ratios.
+//! Not a test of speed: it asserts nothing about time and is ignored by `make test`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, BIN};
+
+const REFERENCE: &str = "/usr/sbin/qemu-ga";
+const ROUNDS: usize = 5;
+const REQUESTS: usize = 2000;
+
+struct Running {
+    child: Child,
+    _dir: TempDir,
+    sock: std::path::PathBuf,
+}
+
+fn start(bin: &str) -> (Running, Duration) {
+    let dir = TempDir::new("bench");
+    let sock = dir.join("s.sock");
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .args(["-m", "unix-listen", "-p"])
+        .arg(&sock)
+        .arg("-t")
+        .arg(dir.path())
+        .env("QGA_CONF", "/nonexistent/qga.conf")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while UnixStream::connect(&sock).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{bin} did not start"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let up = t0.elapsed();
+    (
+        Running {
+            child,
+            _dir: dir,
+            sock,
+        },
+        up,
+    )
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sequential round trips on one connection; returns seconds per request.
+fn round_trips(sock: &Path, request: &str, n: usize) -> f64 {
+    let mut s = UnixStream::connect(sock).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let t0 = Instant::now();
+    for _ in 0..n {
+        s.write_all(request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0);
+            got.extend_from_slice(&buf[..k]);
+        }
+    }
+    t0.elapsed().as_secs_f64() / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+#[derive(Default)]
+struct Sample {
+    startup: Vec<f64>,
+    per_request: Vec<Vec<f64>>,
+    cpu_ticks: Vec<f64>,
+    rss: Vec<f64>,
+    hwm: Vec<f64>,
+}
+
+const REQUESTS_BENCHED: [(&str, &str); 3] = [
+    ("guest-ping", r#"{"execute":"guest-ping"}"#),
+    (
+        "guest-sync",
+        r#"{"execute":"guest-sync","arguments":{"id":1234567}}"#,
+    ),
+    ("guest-info", r#"{"execute":"guest-info"}"#),
+];
+
+fn measure(bin: &str, sample: &mut Sample) {
+    let (agent, up) = start(bin);
+    sample.startup.push(up.as_secs_f64());
+    let pid = agent.child.id();
+    let cpu0 = cpu_ticks(pid);
+    sample
+        .per_request
+        .resize(REQUESTS_BENCHED.len(), Vec::new());
+    for (i, (_, req)) in REQUESTS_BENCHED.iter().enumerate() {
+        sample.per_request[i].push(round_trips(&agent.sock, req, REQUESTS));
+    }
+    sample.cpu_ticks.push((cpu_ticks(pid) - cpu0) as f64);
+    sample.rss.push(status_kib(pid, "VmRSS:") as f64);
+    sample.hwm.push(status_kib(pid, "VmHWM:") as f64);
+}
+
+#[test]
+#[ignore = "benchmark: run with `make bench`"]
+fn bench_against_reference_qemu_ga() {
+    assert!(
+        Path::new(REFERENCE).exists(),
+        "{REFERENCE} missing: run `make deps` (Debian's qemu-guest-agent)"
+    );
+    let (mut ours, mut theirs) = (Sample::default(), Sample::default());
+    for _ in 0..ROUNDS {
+        // Interleaved, so drift on the machine hits both alike.
+        measure(BIN, &mut ours);
+        measure(REFERENCE, &mut theirs);
+    }
+    let row = |name: &str, unit: &str, a: f64, b: f64| {
+        println!("{name:<34} {a:>12.2} {b:>12.2} {unit:<4} {:>8.2}", a / b);
+    };
+    println!();
+    println!("qga-bc vs reference qemu-ga ({REFERENCE}), median of {ROUNDS} interleaved rounds");
+    println!(
+        "{:<34} {:>12} {:>12} {:<4} {:>8}",
+        "metric", "qga-bc", "qemu-ga", "", "ratio"
+    );
+    row(
+        "startup to listening",
+        "ms",
+        median(ours.startup.clone()) * 1e3,
+        median(theirs.startup.clone()) * 1e3,
+    );
+    for (i, (name, _)) in REQUESTS_BENCHED.iter().enumerate() {
+        row(
+            &format!("{name} round trip"),
+            "us",
+            median(ours.per_request[i].clone()) * 1e6,
+            median(theirs.per_request[i].clone()) * 1e6,
+        );
+    }
+    let total = (REQUESTS * REQUESTS_BENCHED.len()) as f64 / 1000.0;
+    row(
+        "agent CPU per 1000 requests",
+        "tick",
+        median(ours.cpu_ticks.clone()) / total,
+        median(theirs.cpu_ticks.clone()) / total,
+    );
+    row(
+        "RSS after the run",
+        "KiB",
+        median(ours.rss.clone()),
+        median(theirs.rss.clone()),
+    );
+    row(
+        "peak RSS",
+        "KiB",
+        median(ours.hwm.clone()),
+        median(theirs.hwm.clone()),
+    );
+    let size = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1024.0)
+            .unwrap_or(0.0)
+    };
+    row(
+        "binary size (ours: this build)",
+        "KiB",
+        size(BIN),
+        size(REFERENCE),
+    );
+}
