@@ -159,3 +159,22 @@ fn every_distro_fixture_answers_every_command() {
         cpu_info::get_cpustinfo(&c, NoArgs {}).unwrap();
     }
 }
+
+#[test]
+fn diskstats_field_count_per_kernel() {
+    // (distro, lines, has discard (4.18+), has flush (5.5+))
+    let table = [
+        ("centos6", 30, false, false),
+        ("centos7", 6, false, false),
+        ("ubuntu1204", 29, false, false),
+        ("ubuntu1404", 12, false, false),
+        ("modern", 9, true, true),
+    ];
+    for (distro, n, discard, flush) in table {
+        let text = std::fs::read_to_string(fixture(distro).join("proc/diskstats")).unwrap();
+        let d = qga::proc::diskstats::parse_diskstats(&text);
+        assert_eq!(d.len(), n, "{distro}");
+        assert!(d.iter().all(|s| s.discard.is_some() == discard), "{distro}");
+        assert!(d.iter().all(|s| s.flush.is_some() == flush), "{distro}");
+    }
+}
