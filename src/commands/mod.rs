@@ -2,6 +2,7 @@
 //! context and typed arguments; the registry wires them to names.
 
 pub mod cpu_info;
+pub mod disk_io;
 pub mod session;
 pub mod tcp;
 
