@@ -3,9 +3,11 @@ TARGETS   := x86_64-unknown-linux-musl i686-unknown-linux-musl
 # Plain static executables (not static-pie): every kernel back to 2.6.32 loads them.
 STATIC_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static
 SOCK      := run/qga.sock
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CARGO     ?= cargo
+SHELL     := /bin/bash
 
-.PHONY: all build deps test run stop bench clean
+.PHONY: all build deps test run stop bench clean rpm deb
 
 all: build
 
@@ -26,11 +28,16 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-guest-agent file
 
-# Unit and integration tests; as root also the tests marked `needs root`.
+# Unit and integration tests; as root also the tests marked `needs root`. The last line
+# sums every cargo test run: "N passed, N failed".
 test:
-	$(CARGO) test --locked
-	@if [ "$$(id -u)" = 0 ]; then $(CARGO) test --locked -- --ignored; \
-	  else echo "not root: tests marked 'needs root' skipped"; fi
+	@mkdir -p target; set -o pipefail; { \
+	  $(CARGO) test --locked 2>&1 && \
+	  if [ "$$(id -u)" = 0 ]; then $(CARGO) test --locked -- --ignored --skip bench_ 2>&1; \
+	  else echo "not root: tests marked 'needs root' skipped"; fi; \
+	} | tee target/test.log; rc=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "%d passed, %d failed\n", p, f}' target/test.log; \
+	exit $$rc
 
 # Builds the agent, starts it on ./run/qga.sock and asks it something.
 run: stop
@@ -51,3 +58,29 @@ clean: stop
 # Side-by-side benchmark against Debian's qemu-ga (see `make deps`), printed as ratios.
 bench:
 	$(CARGO) test --release --locked --test bench -- --ignored --nocapture
+
+# Packages from the static binaries: rpm (x86_64, i686; SysV on CentOS 6, systemd on 7+)
+# and deb (amd64, i386). Need rpmbuild (Debian package `rpm`) and dpkg-deb.
+rpm: build
+	@for pair in x86_64:x86_64-unknown-linux-musl i686:i686-unknown-linux-musl; do \
+	  arch=$${pair%%:*}; t=$${pair#*:}; \
+	  rpmbuild -bb --target $$arch --define "_topdir $(CURDIR)/target/rpmbuild" \
+	    --define "_qga_version $(VERSION)" --define "_qga_srcdir $(CURDIR)" \
+	    --define "_qga_bindir $(CURDIR)/target/$$t/release" rpm/qga-bc.spec >/dev/null || exit 1; \
+	done
+	@ls -l target/rpmbuild/RPMS/*/*.rpm
+
+deb: build
+	@for pair in amd64:x86_64-unknown-linux-musl i386:i686-unknown-linux-musl; do \
+	  arch=$${pair%%:*}; t=$${pair#*:}; root=target/deb/$$arch; rm -rf $$root; \
+	  install -D -m 0755 target/$$t/release/qemu-ga $$root/usr/sbin/qemu-ga; \
+	  install -D -m 0755 target/$$t/release/qemu-ga-client $$root/usr/bin/qemu-ga-client; \
+	  install -D -m 0755 deb/qemu-guest-agent.init $$root/etc/init.d/qemu-guest-agent; \
+	  install -D -m 0644 deb/qemu-guest-agent.default $$root/etc/default/qemu-guest-agent; \
+	  install -D -m 0644 deb/qemu-guest-agent.service $$root/lib/systemd/system/qemu-guest-agent.service; \
+	  install -D -m 0644 rpm/99-qemu-guest-agent.rules $$root/lib/udev/rules.d/60-qemu-guest-agent.rules; \
+	  mkdir -p $$root/DEBIAN; cp deb/DEBIAN/postinst deb/DEBIAN/prerm deb/DEBIAN/postrm deb/DEBIAN/conffiles $$root/DEBIAN/; \
+	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" deb/DEBIAN/control.in > $$root/DEBIAN/control; \
+	  dpkg-deb --root-owner-group --build $$root target/deb/qga-bc_$(VERSION)_$$arch.deb >/dev/null || exit 1; \
+	done
+	@ls -l target/deb/*.deb

@@ -258,12 +258,7 @@ fn oversize_request_gives_one_error_and_memory_stays_bounded() {
     );
     assert_eq!(c.reply(), json!({"return": {}, "id": 2}));
     // 80 MiB went through; the agent kept at most its 64 MiB request limit plus change.
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let hwm_kib = common::status_kib(agent.pid() as u32, "VmHWM:");
     assert!(hwm_kib < 100 * 1024, "peak RSS {hwm_kib} KiB");
 }
 
@@ -307,12 +302,7 @@ fn a_host_that_never_reads_cannot_grow_the_agent() {
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let rss_kib = common::status_kib(agent.pid() as u32, "VmRSS:");
     assert!(
         rss_kib < 16 * 1024,
         "RSS {rss_kib} KiB while the host does not read"

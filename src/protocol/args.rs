@@ -18,8 +18,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args = parse_args::<A>(args)?;
-    to_json(f(ctx, args)?)
+    invoke(args, |a| f(ctx, a))
 }
 
 /// Runs a handler that changes agent state on JSON arguments.
@@ -32,12 +31,16 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args = parse_args::<A>(args)?;
-    to_json(f(ctx, args)?)
+    invoke(args, |a| f(ctx, a))
 }
 
-fn to_json<R: Serialize>(r: R) -> Result<Value, Error> {
-    serde_json::to_value(r).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
+fn invoke<A, R>(args: Value, run: impl FnOnce(A) -> Result<R, Error>) -> Result<Value, Error>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let result = run(parse_args::<A>(args)?)?;
+    serde_json::to_value(result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
 }
 
 /// Deserializes `args` (a JSON object) into `A`, mapping errors to qemu-ga's wording.

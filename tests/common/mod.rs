@@ -203,3 +203,13 @@ pub fn fixture(distro: &str) -> PathBuf {
 
 /// Every distribution we ship fixtures for.
 pub const DISTROS: [&str; 5] = ["centos6", "centos7", "ubuntu1204", "ubuntu1404", "modern"];
+
+/// A `/proc/PID/status` field in KiB ("VmRSS:", "VmHWM:").
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
