@@ -59,6 +59,16 @@ impl FromStr for Method {
     }
 }
 
+/// The wire shape of guest-get-disk-status (`[bc] disk-status-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskStatusFormat {
+    /// `{"/": {"total": MiB, "used": MiB, "writable": bool}}`, the BC README's shape.
+    #[default]
+    Map,
+    /// The old fork's `[{"mount-place", "mount-info": {"total": "20G", …}}]`.
+    List,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub daemon: bool,
@@ -79,6 +89,8 @@ pub struct Config {
     pub user_check_adhoc: bool,
     /// The `[user-checks]` group: check name -> shell command.
     pub user_checks: BTreeMap<String, String>,
+    /// `[bc] disk-status-format`.
+    pub disk_status_format: DiskStatusFormat,
 }
 
 impl Default for Config {
@@ -98,6 +110,7 @@ impl Default for Config {
             user_check_timeout: 10,
             user_check_adhoc: true,
             user_checks: BTreeMap::new(),
+            disk_status_format: DiskStatusFormat::Map,
         }
     }
 }
@@ -106,6 +119,8 @@ impl Default for Config {
 pub const GENERAL: &str = "general";
 /// The BC group of named checks.
 pub const USER_CHECKS: &str = "user-checks";
+/// The group of BC-Linux monitoring settings.
+pub const BC: &str = "bc";
 
 impl Config {
     /// Sets one `[general]` key from its text form. Lists accumulate, as in qemu-ga.
@@ -147,6 +162,21 @@ impl Config {
         Ok(())
     }
 
+    /// Sets one `[bc]` key from its text form.
+    pub fn set_bc(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "disk-status-format" => {
+                self.disk_status_format = match value {
+                    "map" => DiskStatusFormat::Map,
+                    "list" => DiskStatusFormat::List,
+                    _ => return Err(format!("invalid value '{value}' for {key} (map or list)")),
+                }
+            }
+            _ => return Err(format!("unknown key '{key}' in group [{BC}]")),
+        }
+        Ok(())
+    }
+
     /// Applies a key-file. Unknown keys of `[general]` are errors; other groups than
     /// `[general]` and `[user-checks]` are ignored, as GLib-based qemu-ga ignores them.
     pub fn load_keyfile(&mut self, text: &str) -> Result<(), String> {
@@ -171,6 +201,9 @@ impl Config {
                 USER_CHECKS => {
                     self.user_checks.insert(key.to_string(), value);
                 }
+                BC => self
+                    .set_bc(key, &value)
+                    .map_err(|e| format!("line {}: {e}", n + 1))?,
                 "" => return Err(format!("line {}: key outside of a [group]", n + 1)),
                 _ => {}
             }
@@ -207,6 +240,9 @@ impl Config {
         }
         put("user-check-timeout", &self.user_check_timeout.to_string());
         put("user-check-adhoc", &self.user_check_adhoc.to_string());
+        if self.disk_status_format == DiskStatusFormat::List {
+            out.push_str(&format!("\n[{BC}]\ndisk-status-format=list\n"));
+        }
         if !self.user_checks.is_empty() {
             out.push_str(&format!("\n[{USER_CHECKS}]\n"));
             for (k, v) in &self.user_checks {
@@ -292,6 +328,7 @@ mod tests {
                     logfile=/tmp/l\npidfile=/tmp/p\nfsfreeze-hook=/h\nstatedir=/st\n\
                     verbose=true\nretry-path=true\nblacklist=a;b\nblock-rpcs=c\nallow-rpcs=x,y\n\
                     user-check-timeout=3\nuser-check-adhoc=false\n\
+                    [bc]\ndisk-status-format=list\n\
                     [user-checks]\ncheck-fs=mount | grep ' / '\n[other]\nz=1\n";
         let mut c = Config::default();
         c.load_keyfile(text).unwrap();
@@ -300,6 +337,7 @@ mod tests {
         assert_eq!(c.block_rpcs, ["a", "b", "c"]);
         assert_eq!(c.allow_rpcs, ["x", "y"]);
         assert_eq!(c.user_checks["check-fs"], "mount | grep ' / '");
+        assert_eq!(c.disk_status_format, DiskStatusFormat::List);
         let mut again = Config::default();
         again.load_keyfile(&c.dump()).unwrap();
         assert_eq!(again, c);
@@ -321,5 +359,9 @@ mod tests {
         assert!(c.set("method", "tcp").unwrap_err().contains("tcp"));
         assert!(c.set("statedir", "rel").unwrap_err().contains("absolute"));
         assert!(c.set("nonsense", "1").unwrap_err().contains("nonsense"));
+        assert!(c
+            .set_bc("disk-status-format", "csv")
+            .unwrap_err()
+            .contains("csv"));
     }
 }

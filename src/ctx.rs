@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::proc::CpuSampler;
 use crate::registry::Filter;
 
 pub struct Ctx {
@@ -16,6 +17,8 @@ pub struct Ctx {
     pub frozen: bool,
     /// One-shot: the next reply is preceded by 0xFF (guest-sync-delimited).
     pub delimit_next_reply: bool,
+    /// The previous CPU sample, so %CPU covers the interval between requests.
+    pub cpu_sampler: CpuSampler,
 }
 
 impl Ctx {
@@ -27,12 +30,20 @@ impl Ctx {
             filter,
             frozen: false,
             delimit_next_reply: false,
+            cpu_sampler: CpuSampler::default(),
         }
     }
 
     /// A context reading the system below `root`, with the default configuration.
     pub fn with_root(root: impl Into<PathBuf>) -> Ctx {
         Ctx::new(root, Config::default())
+    }
+
+    /// True when handlers see the running system (root "/"), not a fixture tree. Steps
+    /// that act on the kernel rather than on files (sethostname, klogctl) run only then;
+    /// under another root they use files there instead, so tests never touch the machine.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
     }
 
     /// `rel` ("proc/meminfo") below the root.

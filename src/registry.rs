@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::commands::session;
+use crate::commands::{bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, session};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::protocol::args::{call, call_mut};
@@ -50,6 +50,32 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-sync", |c, a| call(c, a, session::sync)).while_frozen(),
     Command::new("guest-ping", |c, a| call(c, a, session::ping)).while_frozen(),
     Command::new("guest-info", |c, a| call(c, a, session::info)).while_frozen(),
+    // BC-Linux monitoring and management (issue #3)
+    Command::new("guest-get-memory-status", |c, a| {
+        call(c, a, bc_monitor::get_memory_status)
+    }),
+    Command::new("guest-get-system-info", |c, a| {
+        call(c, a, bc_monitor::get_system_info)
+    }),
+    Command::new("guest-get-oom-status", |c, a| {
+        call(c, a, bc_oom::get_oom_status)
+    }),
+    Command::new("guest-get-app-status", |c, a| {
+        call_mut(c, a, bc_apps::get_app_status)
+    }),
+    Command::new("guest-get-disk-status", |c, a| {
+        call(c, a, bc_disk::get_disk_status)
+    }),
+    Command::new("guest-user-check", |c, a| call(c, a, bc_check::user_check)),
+    Command::new("change-hostname", |c, a| {
+        call(c, a, bc_admin::change_hostname)
+    }),
+    Command::new("change-password", |c, a| {
+        call(c, a, bc_admin::change_password)
+    }),
+    Command::new("guest-get-monitoring-items", |c, a| {
+        call(c, a, bc_monitor::get_monitoring_items)
+    }),
     // BC-Linux commands VMAnalyzer polls (issue #5)
     Command::new("bc-guest-get-tcp-snmp", |c, a| {
         call(c, a, crate::commands::tcp::get_tcp_snmp)

@@ -3,10 +3,15 @@
 //! Linux 2.6.32; anything newer gets an ENOSYS fallback and names its version.
 #![allow(unsafe_code)]
 
+pub mod child;
 pub mod fd;
+pub mod hostname;
+pub mod klog;
 pub mod poll;
 pub mod process;
 pub mod signal;
+pub mod statvfs;
+pub mod sysconf;
 pub mod tty;
 pub mod vsock;
 

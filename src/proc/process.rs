@@ -1,0 +1,297 @@
+//! The process table from /proc/<pid>/{stat,status,cmdline,statm}, and the sampler that
+//! turns cumulative CPU ticks into %CPU over an interval (what top shows).
+
+use std::collections::HashMap;
+
+use super::stat::CpuTimes;
+use crate::ctx::Ctx;
+
+/// One process, as top and ps describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// Effective uid (top's USER column).
+    pub uid: u32,
+    /// R, S, D, Z, T, t, X, I (I: idle kernel thread, 4.14+).
+    pub state: char,
+    /// The executable name, at most 15 bytes (TASK_COMM_LEN).
+    pub comm: String,
+    /// Arguments joined by spaces; empty for kernel threads and zombies.
+    pub cmdline: String,
+    pub ppid: u32,
+    /// The kernel's priority field (20 + nice for normal tasks, negative for RT).
+    pub priority: i64,
+    pub nice: i64,
+    /// CPU time in user mode, clock ticks.
+    pub utime: u64,
+    /// CPU time in kernel mode, clock ticks.
+    pub stime: u64,
+    /// Start time, clock ticks after boot.
+    pub starttime: u64,
+    pub threads: u32,
+    pub vsize_kib: u64,
+    pub rss_kib: u64,
+    /// Resident shared pages from statm (unreadable for a process that just exited).
+    pub shared_kib: Option<u64>,
+}
+
+impl Process {
+    /// utime + stime.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.utime + self.stime
+    }
+
+    /// The command as top shows it with `c`: the command line, or `[comm]` for kernel
+    /// threads (no command line).
+    pub fn command_line(&self) -> String {
+        if self.cmdline.is_empty() {
+            format!("[{}]", self.comm)
+        } else {
+            self.cmdline.clone()
+        }
+    }
+}
+
+/// Builds a process from its files' contents; `None` if /proc/<pid>/stat is malformed.
+/// `page_kib` is the page size in KiB (the unit of the rss field and of statm).
+pub fn parse_process(
+    pid: u32,
+    stat: &str,
+    status: &str,
+    cmdline: &[u8],
+    statm: Option<&str>,
+    page_kib: u64,
+) -> Option<Process> {
+    // comm is in parentheses and may itself contain ") " and spaces: split at the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let f: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // Field numbers of proc(5) minus 3 (pid and comm are gone, numbering starts at 1).
+    let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
+    let signed = |n: usize| f.get(n - 3).and_then(|s| s.parse::<i64>().ok());
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())?;
+    let shared_kib = statm
+        .and_then(|s| s.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .map(|pages| pages * page_kib);
+    let cmdline = String::from_utf8_lossy(cmdline)
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(Process {
+        pid,
+        uid,
+        state: f.first()?.chars().next()?,
+        comm,
+        cmdline,
+        ppid: num(4)? as u32,
+        priority: signed(18)?,
+        nice: signed(19)?,
+        utime: num(14)?,
+        stime: num(15)?,
+        starttime: num(22)?,
+        threads: num(20)? as u32,
+        vsize_kib: num(23)? / 1024,
+        // rss is signed in the kernel's output format; a negative value never occurs
+        // for a live task, but read it leniently.
+        rss_kib: signed(24)?.max(0) as u64 * page_kib,
+        shared_kib,
+    })
+}
+
+/// Reads one process; `None` if it vanished between the directory listing and the read.
+pub fn read_process(ctx: &Ctx, pid: u32, page_kib: u64) -> Option<Process> {
+    let dir = format!("proc/{pid}");
+    let stat = ctx.read(&format!("{dir}/stat")).ok()?;
+    let status = ctx.read(&format!("{dir}/status")).ok()?;
+    let cmdline = std::fs::read(ctx.path(&format!("{dir}/cmdline"))).unwrap_or_default();
+    let statm = ctx.read(&format!("{dir}/statm")).ok();
+    parse_process(pid, &stat, &status, &cmdline, statm.as_deref(), page_kib)
+}
+
+/// Every process in /proc, by pid. Processes that exit while being read are skipped.
+pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
+    let page_kib = (crate::sys::sysconf::page_size() / 1024).max(1);
+    let Ok(dir) = std::fs::read_dir(ctx.path("proc")) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter()
+        .filter_map(|pid| read_process(ctx, pid, page_kib))
+        .collect()
+}
+
+/// Remembers the previous sample so %CPU covers the interval since then, as top does
+/// between refreshes. Lives in `Ctx` so it survives between requests; every caller
+/// shares it, so the interval is "since the previous sample by any command".
+#[derive(Debug, Default)]
+pub struct CpuSampler {
+    prev: Option<Sample>,
+    prev_cpu: Option<CpuTimes>,
+}
+
+#[derive(Debug)]
+struct Sample {
+    uptime: f64,
+    /// (pid, starttime) -> utime + stime: a reused pid has another start time.
+    ticks: HashMap<(u32, u64), u64>,
+}
+
+impl CpuSampler {
+    /// %CPU of each process (percent of one CPU, so up to 100 × CPUs, like top) over the
+    /// interval since the previous call; on the first call, and for processes started
+    /// since, over the process's lifetime (like ps). `uptime` is /proc/uptime's first
+    /// number, `hz` the clock tick rate.
+    pub fn sample(&mut self, procs: &[Process], uptime: f64, hz: u64) -> HashMap<u32, f64> {
+        let hz = hz.max(1) as f64;
+        let prev = self.prev.take().filter(|p| p.uptime < uptime);
+        let mut out = HashMap::with_capacity(procs.len());
+        for p in procs {
+            let ticks = p.cpu_ticks();
+            let before = prev
+                .as_ref()
+                .and_then(|s| Some((s.uptime, *s.ticks.get(&(p.pid, p.starttime))?)));
+            let (used, elapsed) = match before {
+                Some((then, old)) => (ticks.saturating_sub(old) as f64, (uptime - then) * hz),
+                None => (ticks as f64, uptime * hz - p.starttime as f64),
+            };
+            let pct = if elapsed > 0.0 {
+                used * 100.0 / elapsed
+            } else {
+                0.0
+            };
+            out.insert(p.pid, if pct.is_finite() { pct } else { 0.0 });
+        }
+        self.prev = Some(Sample {
+            uptime,
+            ticks: procs
+                .iter()
+                .map(|p| ((p.pid, p.starttime), p.cpu_ticks()))
+                .collect(),
+        });
+        out
+    }
+
+    /// The CPU time spent since the previous call (since boot on the first), for the
+    /// "Cpu(s):" summary line.
+    pub fn cpu_delta(&mut self, now: CpuTimes) -> CpuTimes {
+        let delta = match self.prev_cpu {
+            Some(prev) if now.total() >= prev.total() => sub(now, prev),
+            _ => now,
+        };
+        self.prev_cpu = Some(now);
+        delta
+    }
+}
+
+fn sub(a: CpuTimes, b: CpuTimes) -> CpuTimes {
+    let opt = |x: Option<u64>, y: Option<u64>| x.map(|x| x.saturating_sub(y.unwrap_or(0)));
+    CpuTimes {
+        user: a.user.saturating_sub(b.user),
+        nice: a.nice.saturating_sub(b.nice),
+        system: a.system.saturating_sub(b.system),
+        idle: a.idle.saturating_sub(b.idle),
+        iowait: opt(a.iowait, b.iowait),
+        irq: opt(a.irq, b.irq),
+        softirq: opt(a.softirq, b.softirq),
+        steal: opt(a.steal, b.steal),
+        guest: opt(a.guest, b.guest),
+        guest_nice: opt(a.guest_nice, b.guest_nice),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4202752 500 0 0 0 \
+                        150 50 0 0 20 0 3 0 1000 104857600 2560 18446744073709551615 \
+                        1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+    const STATUS: &str = "Name:\tmy (odd) prog\nState:\tS (sleeping)\nUid:\t0\t48\t48\t48\n";
+
+    fn proc_with(pid: u32, ticks: u64, starttime: u64) -> Process {
+        let mut p = parse_process(pid, STAT, STATUS, b"", None, 4).unwrap();
+        p.utime = ticks;
+        p.stime = 0;
+        p.starttime = starttime;
+        p
+    }
+
+    #[test]
+    fn process_comm_with_parentheses_and_spaces() {
+        let p = parse_process(
+            1234,
+            STAT,
+            STATUS,
+            b"/usr/bin/prog\0-x\0\0",
+            Some("25600 2560 300 1 0 100 0\n"),
+            4,
+        )
+        .unwrap();
+        assert_eq!(p.comm, "my (odd) prog");
+        assert_eq!(p.state, 'S');
+        assert_eq!(p.uid, 48);
+        assert_eq!((p.ppid, p.priority, p.nice, p.threads), (1, 20, 0, 3));
+        assert_eq!((p.utime, p.stime, p.starttime), (150, 50, 1000));
+        assert_eq!(p.vsize_kib, 102400);
+        assert_eq!(p.rss_kib, 10240);
+        assert_eq!(p.shared_kib, Some(1200));
+        assert_eq!(p.cmdline, "/usr/bin/prog -x");
+    }
+
+    #[test]
+    fn kernel_thread_shows_comm_in_brackets() {
+        let p = parse_process(2, STAT, STATUS, b"", None, 4).unwrap();
+        assert_eq!(p.command_line(), "[my (odd) prog]");
+    }
+
+    #[test]
+    fn truncated_stat_is_none() {
+        assert!(parse_process(1, "1 (x) S 0 1", STATUS, b"", None, 4).is_none());
+        assert!(parse_process(1, STAT, "Name:\tx\n", b"", None, 4).is_none());
+    }
+
+    #[test]
+    fn first_sample_is_since_process_start() {
+        let mut s = CpuSampler::default();
+        // Started 10 s after boot, now 20 s after boot at 100 Hz: 1000 ticks elapsed.
+        let pct = s.sample(&[proc_with(7, 500, 1000)], 20.0, 100);
+        assert_eq!(pct[&7], 50.0);
+    }
+
+    #[test]
+    fn second_sample_is_over_the_interval() {
+        let mut s = CpuSampler::default();
+        s.sample(&[proc_with(7, 500, 1000)], 20.0, 100);
+        let pct = s.sample(&[proc_with(7, 700, 1000)], 22.0, 100);
+        assert_eq!(pct[&7], 100.0);
+    }
+
+    #[test]
+    fn reused_pid_starts_over() {
+        let mut s = CpuSampler::default();
+        s.sample(&[proc_with(7, 5000, 0)], 100.0, 100);
+        let pct = s.sample(&[proc_with(7, 100, 10_000)], 102.0, 100);
+        // New process: 100 ticks over its 200-tick life, not (100 - 5000) over the interval.
+        assert_eq!(pct[&7], 50.0);
+    }
+
+    #[test]
+    fn cpu_delta_since_previous_call() {
+        let mut s = CpuSampler::default();
+        let t = |user, idle| CpuTimes {
+            user,
+            idle,
+            ..CpuTimes::default()
+        };
+        assert_eq!(s.cpu_delta(t(10, 90)), t(10, 90));
+        assert_eq!(s.cpu_delta(t(30, 170)), t(20, 80));
+    }
+}
