@@ -89,6 +89,24 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-get-cpustinfo", |c, a| {
         call(c, a, crate::commands::cpu_info::get_cpustinfo)
     }),
+    Command::new("bc-guest-get-diskstats", |c, a| {
+        call(c, a, crate::commands::disk_io::get_diskstats)
+    }),
+    Command::new("guest-get-load-average", |c, a| {
+        call(c, a, crate::commands::sysload::get_load_average)
+    }),
+    Command::new("guest-get-lastboot-time", |c, a| {
+        call(c, a, crate::commands::sysload::get_lastboot_time)
+    }),
+    Command::new("guest-get-cpu-utilization", |c, a| {
+        call_mut(c, a, crate::commands::sysload::get_cpu_utilization)
+    }),
+    Command::new("guest-get-cputopn-status", |c, a| {
+        call_mut(c, a, crate::commands::topn::get_cputopn_status)
+    }),
+    Command::new("guest-get-memtopn-status", |c, a| {
+        call_mut(c, a, crate::commands::topn::get_memtopn_status)
+    }),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

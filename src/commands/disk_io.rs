@@ -5,8 +5,112 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
+use super::NoArgs;
 use crate::ctx::Ctx;
-use crate::proc::diskstats::DiskStat;
+use crate::error::Error;
+use crate::proc::diskstats::{parse_diskstats, DiskStat};
+use crate::proc::parse_mounts;
+
+/// One block device with a mounted filesystem, and its counters since boot. Counters
+/// are integers (the host computes rates from two samples); times are milliseconds.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct MountedDiskStats {
+    /// The kernel's name ("vda1", "dm-0").
+    pub name: String,
+    pub major: u32,
+    pub minor: u32,
+    /// The source as the mount table names it ("/dev/mapper/centos-root").
+    pub device: String,
+    pub fstype: String,
+    pub mount_points: Vec<String>,
+    pub read_ios: u64,
+    pub read_merges: u64,
+    pub read_sectors: u64,
+    pub read_ticks: u64,
+    pub write_ios: u64,
+    pub write_merges: u64,
+    pub write_sectors: u64,
+    pub write_ticks: u64,
+    pub ios_in_progress: u64,
+    pub io_ticks: u64,
+    pub weighted_io_ticks: u64,
+    /// Discard and flush counters: 4.18+ and 5.5+.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discard_ios: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discard_merges: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discard_sectors: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discard_ticks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_ios: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_ticks: Option<u64>,
+}
+
+/// bc-guest-get-diskstats: a list in /proc/diskstats order, one entry per device
+/// however often it is mounted (bind mounts add mount points).
+pub fn get_diskstats(ctx: &Ctx, _: NoArgs) -> Result<Vec<MountedDiskStats>, Error> {
+    let stats = parse_diskstats(&ctx.read("proc/diskstats")?);
+    let mounts = parse_mounts(&ctx.read("proc/self/mounts")?);
+    let mut by_device: Vec<Option<MountedDiskStats>> = stats.iter().map(|_| None).collect();
+    for m in &mounts {
+        let Some(i) = resolve_device(ctx, &m.device, &stats)
+            .or_else(|| root_device(ctx, &m.device, &m.mountpoint, &stats))
+        else {
+            continue;
+        };
+        let entry = by_device[i].get_or_insert_with(|| entry(&stats[i], &m.device, &m.fstype));
+        if !entry.mount_points.contains(&m.mountpoint) {
+            entry.mount_points.push(m.mountpoint.clone());
+        }
+    }
+    Ok(by_device.into_iter().flatten().collect())
+}
+
+fn entry(s: &DiskStat, device: &str, fstype: &str) -> MountedDiskStats {
+    MountedDiskStats {
+        name: s.name.clone(),
+        major: s.major,
+        minor: s.minor,
+        device: device.to_string(),
+        fstype: fstype.to_string(),
+        mount_points: Vec::new(),
+        read_ios: s.read_ios,
+        read_merges: s.read_merges,
+        read_sectors: s.read_sectors,
+        read_ticks: s.read_ticks,
+        write_ios: s.write_ios,
+        write_merges: s.write_merges,
+        write_sectors: s.write_sectors,
+        write_ticks: s.write_ticks,
+        ios_in_progress: s.ios_in_progress,
+        io_ticks: s.io_ticks,
+        weighted_io_ticks: s.weighted_io_ticks,
+        discard_ios: s.discard.map(|d| d.ios),
+        discard_merges: s.discard.map(|d| d.merges),
+        discard_sectors: s.discard.map(|d| d.sectors),
+        discard_ticks: s.discard.map(|d| d.ticks),
+        flush_ios: s.flush.map(|f| f.ios),
+        flush_ticks: s.flush.map(|f| f.ticks),
+    }
+}
+
+/// "/dev/root" (the kernel mounted / itself, no initramfs) usually has no node: the
+/// device is the one the mount point lives on.
+fn root_device(ctx: &Ctx, source: &str, mountpoint: &str, stats: &[DiskStat]) -> Option<usize> {
+    if source != "/dev/root" {
+        return None;
+    }
+    let dev = std::fs::metadata(ctx.path(mountpoint)).ok()?.dev();
+    stats
+        .iter()
+        .position(|s| (s.major, s.minor) == (libc::major(dev), libc::minor(dev)))
+}
 
 /// The index in `stats` of the block device a mount source names, or None for a source
 /// that is no local block device (NFS, a vanished node). On a live guest the node's

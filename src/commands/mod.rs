@@ -10,7 +10,9 @@ pub mod bc_oom;
 pub mod cpu_info;
 pub mod disk_io;
 pub mod session;
+pub mod sysload;
 pub mod tcp;
+pub mod topn;
 
 use serde::{Deserialize, Serialize};
 
