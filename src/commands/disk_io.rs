@@ -116,7 +116,7 @@ fn root_device(ctx: &Ctx, source: &str, mountpoint: &str, stats: &[DiskStat]) ->
 /// that is no local block device (NFS, a vanished node). On a live guest the node's
 /// rdev settles it; the name-based steps cover fixture trees, where /dev holds
 /// symlinks at most, and a device-mapper name whose node is missing.
-pub fn resolve_device(ctx: &Ctx, source: &str, stats: &[DiskStat]) -> Option<usize> {
+fn resolve_device(ctx: &Ctx, source: &str, stats: &[DiskStat]) -> Option<usize> {
     if !source.starts_with('/') {
         return None;
     }
@@ -243,6 +243,16 @@ mod tests {
         assert_eq!(at("/dev/mapper/other"), None);
         assert_eq!(at("10.0.0.1:/export"), None);
         assert_eq!(at("tmpfs"), None);
+    }
+
+    #[test]
+    fn dev_root_is_the_device_under_the_mount_point() {
+        let r = root("devroot");
+        let dev = std::fs::metadata(&r.0).unwrap().dev();
+        let stats = [stat(libc::major(dev), libc::minor(dev), "vda")];
+        let ctx = Ctx::with_root(&r.0);
+        assert_eq!(root_device(&ctx, "/dev/root", "/", &stats), Some(0));
+        assert_eq!(root_device(&ctx, "/dev/vdz", "/", &stats), None);
     }
 
     #[test]
