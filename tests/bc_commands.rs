@@ -6,12 +6,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{fixture, Agent, TempDir, BIN};
+use common::{fixture, Agent, TempDir};
 use serde_json::{json, Value};
 
 const BC_COMMANDS: [&str; 9] = [
@@ -26,30 +25,6 @@ const BC_COMMANDS: [&str; 9] = [
     "guest-get-monitoring-items",
 ];
 
-/// Like `Agent::start`, with extra environment variables for the agent.
-fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
-    let dir = TempDir::new("bc-agent");
-    let socket = dir.join("qga.sock");
-    let child = Command::new(BIN)
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&socket)
-        .arg("-t")
-        .arg(dir.path())
-        .args(extra)
-        .env("QGA_CONF", dir.join("no-such.conf"))
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start qemu-ga");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "agent did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Agent { child, dir, socket }
-}
-
 /// A config file in its own directory.
 fn config(text: &str) -> (TempDir, PathBuf) {
     let dir = TempDir::new("bc-conf");
@@ -61,19 +36,6 @@ fn config(text: &str) -> (TempDir, PathBuf) {
 fn error_of(reply: &Value) -> (&str, &str) {
     let e = &reply["error"];
     (e["class"].as_str().unwrap(), e["desc"].as_str().unwrap())
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -352,7 +314,7 @@ fn change_password_goes_to_chpasswd_stdin_only() {
     let fake = fake_chpasswd(0);
     let path = fake_path(&fake);
     let log = fake.join("agent.log");
-    let agent = start_with_env(&["-v", "-l", log.to_str().unwrap()], &[("PATH", &path)]);
+    let agent = Agent::start_with_env(&["-v", "-l", log.to_str().unwrap()], &[("PATH", &path)]);
     let password = "S3cret pw:$(id)`x`;|&";
     let got = agent.call("change-password", json!({"new-password": password}));
     assert_eq!(got, json!({"errnum": 0}));
@@ -378,7 +340,7 @@ fn change_password_goes_to_chpasswd_stdin_only() {
 fn change_password_failures_are_errno_values() {
     let fake = fake_chpasswd(1);
     let path = fake_path(&fake);
-    let agent = start_with_env(&[], &[("PATH", &path)]);
+    let agent = Agent::start_with_env(&[], &[("PATH", &path)]);
     let got = agent.call("change-password", json!({"new-password": "pw"}));
     assert_eq!(got, json!({"errnum": libc::EIO}));
     let got = agent.call("change-password", json!({"new-password": "a\nb"}));
@@ -393,7 +355,7 @@ fn change_password_failures_are_errno_values() {
 #[test]
 fn change_hostname_in_a_temporary_root() {
     let root = TempDir::new("bc-hostroot");
-    copy_tree(&fixture("centos6"), root.path());
+    common::copy_tree(&fixture("centos6"), root.path());
     let agent = Agent::with_sysroot(root.path(), &[]);
     let got = agent.call("change-hostname", json!({"new-hostname": "web02"}));
     assert_eq!(got, json!({"errnum": 0}));

@@ -6,7 +6,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use common::{fixture, TempDir, DISTROS};
 use qga::commands::bc_admin::{self, Errnum, HostnameArgs};
@@ -23,20 +22,6 @@ fn ctx(distro: &str, state: &TempDir) -> Ctx {
     let mut c = Ctx::with_root(fixture(distro));
     c.config.statedir = state.path().to_path_buf();
     c
-}
-
-/// Copies a fixture tree to a temporary root that tests may change.
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -169,7 +154,7 @@ fn oom_status_every_distro() {
 #[test]
 fn oom_seen_once_stays_until_reboot() {
     let root = TempDir::new("bc-oom-root");
-    copy_tree(&fixture("centos7"), root.path());
+    common::copy_tree(&fixture("centos7"), root.path());
     let state = TempDir::new("bc-oom-state");
     let mut c = Ctx::with_root(root.path());
     c.config.statedir = state.path().to_path_buf();
@@ -239,7 +224,7 @@ fn app_status_every_distro() {
 #[test]
 fn app_status_cpu_is_over_the_interval_since_the_previous_call() {
     let root = TempDir::new("bc-apps-interval");
-    copy_tree(&fixture("centos7"), root.path());
+    common::copy_tree(&fixture("centos7"), root.path());
     let mut c = Ctx::with_root(root.path());
     bc_apps::get_app_status(&mut c, NoArgs {}).unwrap();
     // Ten seconds later sshd (pid 812) used 5 s of CPU, nothing else ran.
@@ -398,7 +383,7 @@ fn change_hostname_persists_per_distro() {
     ];
     for (d, file, content, hosts_line) in table {
         let root = TempDir::new("bc-host");
-        copy_tree(&fixture(d), root.path());
+        common::copy_tree(&fixture(d), root.path());
         fs::set_permissions(root.join("etc/hosts"), fs::Permissions::from_mode(0o640)).unwrap();
         let hosts_before = fs::read_to_string(root.join("etc/hosts")).unwrap();
         let c = Ctx::with_root(root.path());
@@ -439,7 +424,7 @@ fn change_hostname_persists_per_distro() {
 #[test]
 fn change_hostname_rejects_invalid_names_without_touching_files() {
     let root = TempDir::new("bc-host-bad");
-    copy_tree(&fixture("modern"), root.path());
+    common::copy_tree(&fixture("modern"), root.path());
     let c = Ctx::with_root(root.path());
     for bad in [
         "",

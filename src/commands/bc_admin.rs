@@ -76,6 +76,8 @@ fn set_hostname(ctx: &Ctx, new: &str) -> Result<(), Error> {
     let kernel_old = first_line(ctx, "proc/sys/kernel/hostname");
     let persisted_old = first_line(ctx, "etc/hostname");
     set_kernel_hostname(ctx, new)?;
+    // From here the kernel has the new name; a file that cannot be rewritten is
+    // reported through errnum, and a retry with the same name finishes the job.
     persist_hostname(ctx, new)?;
     let hosts = ctx.path("etc/hosts");
     if let Ok(text) = std::fs::read_to_string(&hosts) {

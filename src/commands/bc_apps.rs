@@ -60,7 +60,10 @@ pub fn get_app_status(ctx: &mut Ctx, _: NoArgs) -> Result<AppStatus, Error> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     let header = Header {
-        clock: localtime::format_local(ctx, now)[11..].to_string(),
+        clock: localtime::format_local(ctx, now)
+            .split_once(' ')
+            .map(|(_, time)| time.to_string())
+            .unwrap_or_default(),
         uptime,
         users: logged_in_users(ctx),
         load: &load,

@@ -56,6 +56,11 @@ impl Agent {
     /// Starts `qemu-ga -m unix-listen -p DIR/qga.sock -t DIR` plus `extra` arguments and
     /// waits until the socket accepts connections.
     pub fn start(extra: &[&str]) -> Agent {
+        Agent::start_with_env(extra, &[])
+    }
+
+    /// As [`Agent::start`], with extra environment variables (a fake program's PATH).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let dir = TempDir::new("agent");
         let socket = dir.join("qga.sock");
         let child = Command::new(BIN)
@@ -65,6 +70,7 @@ impl Agent {
             .arg(dir.path())
             .args(extra)
             .env("QGA_CONF", dir.join("no-such.conf"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -212,4 +218,18 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// Copies a fixture tree to a temporary root that a test may change.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
 }
