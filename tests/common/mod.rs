@@ -161,7 +161,12 @@ impl Client {
                 return line[..line.len() - 1].to_vec();
             }
             let mut chunk = [0u8; 65536];
-            let n = self.stream.read(&mut chunk).expect("read reply");
+            // A socket read with a timeout fails with EINTR when the test process is
+            // stopped and continued (signal(7)); that is not the agent's doing.
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.expect("read reply"),
+            };
             assert!(n > 0, "agent closed the connection; pending {:?}", self.buf);
             self.buf.extend_from_slice(&chunk[..n]);
         }
