@@ -19,6 +19,9 @@ pub struct Ctx {
     pub delimit_next_reply: bool,
     /// The previous CPU sample, so %CPU covers the interval between requests.
     pub cpu_sampler: CpuSampler,
+    /// guest-get-cpu-utilization's own previous /proc/stat sample, so its interval is
+    /// between its own calls whatever else samples the CPU.
+    pub cpu_utilization_sampler: CpuSampler,
 }
 
 impl Ctx {
@@ -31,6 +34,7 @@ impl Ctx {
             frozen: false,
             delimit_next_reply: false,
             cpu_sampler: CpuSampler::default(),
+            cpu_utilization_sampler: CpuSampler::default(),
         }
     }
 

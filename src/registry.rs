@@ -79,6 +79,37 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-get-monitoring-items", |c, a| {
         call(c, a, bc_monitor::get_monitoring_items)
     }),
+    // BC-Linux commands VMAnalyzer polls (issue #5)
+    Command::new("bc-guest-get-tcp-snmp", |c, a| {
+        call(c, a, crate::commands::tcp::get_tcp_snmp)
+    }),
+    Command::new("guest-get-tcp-conn-state", |c, a| {
+        call(c, a, crate::commands::tcp::get_tcp_conn_state)
+    }),
+    Command::new("guest-get-tcp-conn", |c, a| {
+        call(c, a, crate::commands::tcp::get_tcp_conn)
+    }),
+    Command::new("guest-get-cpustinfo", |c, a| {
+        call(c, a, crate::commands::cpu_info::get_cpustinfo)
+    }),
+    Command::new("bc-guest-get-diskstats", |c, a| {
+        call(c, a, crate::commands::disk_io::get_diskstats)
+    }),
+    Command::new("guest-get-load-average", |c, a| {
+        call(c, a, crate::commands::sysload::get_load_average)
+    }),
+    Command::new("guest-get-lastboot-time", |c, a| {
+        call(c, a, crate::commands::sysload::get_lastboot_time)
+    }),
+    Command::new("guest-get-cpu-utilization", |c, a| {
+        call_mut(c, a, crate::commands::sysload::get_cpu_utilization)
+    }),
+    Command::new("guest-get-cputopn-status", |c, a| {
+        call_mut(c, a, crate::commands::topn::get_cputopn_status)
+    }),
+    Command::new("guest-get-memtopn-status", |c, a| {
+        call_mut(c, a, crate::commands::topn::get_memtopn_status)
+    }),
     // Upstream parity I: host, time, network, CPUs, memory blocks, power, users (issue #4)
     Command::new("guest-get-host-name", |c, a| {
         call(c, a, host::get_host_name)

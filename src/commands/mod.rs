@@ -8,13 +8,18 @@ pub mod bc_disk;
 pub mod bc_monitor;
 pub mod bc_oom;
 pub mod cpu;
+pub mod cpu_info;
+pub mod disk_io;
 pub mod host;
 pub mod memory;
 pub mod net;
 pub mod power;
 pub mod session;
 pub mod ssh;
+pub mod sysload;
+pub mod tcp;
 pub mod time;
+pub mod topn;
 pub mod users;
 
 use serde::{Deserialize, Serialize};

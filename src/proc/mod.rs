@@ -2,12 +2,15 @@
 //! submodule owns one file format; reading goes through `Ctx` in the caller (or in the
 //! few `read_*` helpers here that take a `Ctx`), so tests can use fixture trees.
 
+pub mod cpuinfo;
+pub mod diskstats;
 pub mod loadavg;
 pub mod meminfo;
 pub mod mounts;
 pub mod net;
 pub mod process;
 pub mod stat;
+pub mod tcp;
 
 pub use loadavg::{parse_loadavg, LoadAvg};
 pub use meminfo::{parse_meminfo, MemInfo};

@@ -161,7 +161,12 @@ impl Client {
                 return line[..line.len() - 1].to_vec();
             }
             let mut chunk = [0u8; 65536];
-            let n = self.stream.read(&mut chunk).expect("read reply");
+            // A socket read with a timeout fails with EINTR when the test process is
+            // stopped and continued (signal(7)); that is not the agent's doing.
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.expect("read reply"),
+            };
             assert!(n > 0, "agent closed the connection; pending {:?}", self.buf);
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -226,7 +231,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            let target = std::fs::read_link(entry.path()).unwrap();
+            std::os::unix::fs::symlink(target, &dest).unwrap();
+        } else if kind.is_dir() {
             copy_tree(&entry.path(), &dest);
         } else {
             std::fs::copy(entry.path(), &dest).unwrap();
