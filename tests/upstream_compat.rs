@@ -270,6 +270,17 @@ fn error_cases() -> Vec<Value> {
         req("guest-get-vcpus", json!({"x": 1})),
         req("guest-set-vcpus", json!({})),
         req("guest-set-vcpus", json!({"vcpus": "x"})),
+        // Nested members are named by their path, as qemu-ga's input visitor does.
+        req("guest-set-vcpus", json!({"vcpus": [{"logical-id": "a"}]})),
+        req("guest-set-vcpus", json!({"vcpus": [{"logical-id": 0}]})),
+        req(
+            "guest-set-vcpus",
+            json!({"vcpus": [{"logical-id": 0, "online": true, "z": 1}]}),
+        ),
+        req(
+            "guest-ssh-add-authorized-keys",
+            json!({"username": "root", "keys": [1]}),
+        ),
         // online:true never takes a CPU away, even if such a CPU existed.
         req(
             "guest-set-vcpus",

@@ -3,7 +3,9 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::argpath::{Path, Tracked};
 
 use crate::ctx::Ctx;
 use crate::error::Error;
@@ -45,29 +47,38 @@ where
 
 /// Deserializes `args` (a JSON object) into `A`, mapping errors to qemu-ga's wording.
 pub fn parse_args<A: DeserializeOwned>(args: Value) -> Result<A, Error> {
-    match serde_json::from_value::<A>(args.clone()) {
-        Ok(a) => Ok(a),
-        Err(e) => Err(Error::Args(reword::<A>(&e.to_string(), &args))),
-    }
+    let path = Path::default();
+    A::deserialize(Tracked {
+        value: &args,
+        path: &path,
+    })
+    .map_err(|e| Error::Args(reword(&e.to_string(), &path)))
 }
 
-fn reword<A: DeserializeOwned>(msg: &str, args: &Value) -> String {
+/// serde's message and the failure's location, in qemu-ga's words.
+fn reword(msg: &str, path: &Path) -> String {
     if let Some(name) = quoted_after(msg, "missing field `") {
-        return format!("Parameter '{name}' is missing");
+        // Raised by the struct that lacks it: the path is the struct's.
+        return format!("Parameter '{}' is missing", path.render(Some(&name)));
     }
     if let Some(name) = quoted_after(msg, "unknown field `") {
-        return format!("Parameter '{name}' is unexpected");
+        let at = path.render(None);
+        let at = if at.is_empty() { name } else { at };
+        return format!("Parameter '{at}' is unexpected");
     }
-    let field = culprit::<A>(args).unwrap_or_else(|| "arguments".to_string());
+    let mut at = path.render(None);
+    if at.is_empty() {
+        at = "arguments".to_string();
+    }
     if let Some(value) = quoted_after(msg, "unknown variant `") {
-        return format!("Parameter '{field}' does not accept value '{value}'");
+        return format!("Parameter '{at}' does not accept value '{value}'");
     }
     let expected = msg
         .rsplit_once("expected ")
         .map(|(_, e)| e)
         .unwrap_or("valid value");
     format!(
-        "Invalid parameter type for '{field}', expected: {}",
+        "Invalid parameter type for '{at}', expected: {}",
         qapi_type(expected)
     )
 }
@@ -77,23 +88,6 @@ fn quoted_after(msg: &str, prefix: &str) -> Option<String> {
     let start = msg.find(prefix)? + prefix.len();
     let len = msg[start..].find('`')?;
     Some(msg[start..start + len].to_string())
-}
-
-/// serde's messages do not name the member with the bad type; find it by deserializing
-/// each member alone (serde reports a type error before any missing-field error).
-fn culprit<A: DeserializeOwned>(args: &Value) -> Option<String> {
-    let obj = args.as_object()?;
-    obj.iter().find_map(|(k, v)| {
-        let mut one = Map::new();
-        one.insert(k.clone(), v.clone());
-        let err = serde_json::from_value::<A>(Value::Object(one)).err()?;
-        let msg = err.to_string();
-        let is_type_error = msg.starts_with("invalid type")
-            || msg.starts_with("invalid value")
-            || msg.starts_with("unknown variant")
-            || msg.starts_with("invalid length");
-        is_type_error.then(|| k.clone())
-    })
 }
 
 /// serde's expectation ("i64", "a string") as the QAPI type name qemu-ga prints.
@@ -149,6 +143,49 @@ mod tests {
     #[test]
     fn unexpected_member() {
         assert_eq!(err(json!({"id": 1, "z": 2})), "Parameter 'z' is unexpected");
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    #[allow(dead_code)]
+    struct Cpu {
+        logical_id: i64,
+        online: bool,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        vcpus: Vec<Cpu>,
+    }
+
+    fn nested(v: Value) -> String {
+        parse_args::<Nested>(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn nested_members_are_named_by_path() {
+        assert_eq!(
+            nested(json!({"vcpus": [{"logical-id": 0, "online": true}, {"logical-id": 1}]})),
+            "Parameter 'vcpus[1].online' is missing"
+        );
+        assert_eq!(
+            nested(json!({"vcpus": [{"logical-id": "a", "online": true}]})),
+            "Invalid parameter type for 'vcpus[0].logical-id', expected: integer"
+        );
+        assert_eq!(
+            nested(json!({"vcpus": [{"logical-id": 0, "online": true, "x": 1}]})),
+            "Parameter 'vcpus[0].x' is unexpected"
+        );
+        assert_eq!(
+            nested(json!({"vcpus": "x"})),
+            "Invalid parameter type for 'vcpus', expected: array"
+        );
+        assert_eq!(
+            nested(json!({"vcpus": ["x"]})),
+            "Invalid parameter type for 'vcpus[0]', expected: object"
+        );
     }
 
     #[test]
