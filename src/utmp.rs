@@ -52,6 +52,28 @@ const OFF_SEC: usize = 340;
 const OFF_USEC: usize = 344;
 
 /// Parses whole records; a trailing partial record (a file being written) is ignored.
+/// glibc's _PATH_UTMP, then where systemd distributions keep it when /var/run is not
+/// the /run symlink.
+const UTMP_FILES: [&str; 2] = ["var/run/utmp", "run/utmp"];
+
+/// The records of the current-sessions file below the root. No utmp file (systemd
+/// without utmp support) reads as no sessions, as glibc's getutxent gives.
+pub fn read_current(ctx: &crate::ctx::Ctx) -> Result<Vec<UtmpRecord>, crate::error::Error> {
+    for rel in UTMP_FILES {
+        match std::fs::read(ctx.path(rel)) {
+            Ok(bytes) => return Ok(parse_records(&bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(crate::error::Error::io(
+                    format!("failed to read '/{rel}'"),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
 pub fn parse_records(bytes: &[u8]) -> Vec<UtmpRecord> {
     bytes.chunks_exact(RECORD_SIZE).map(parse_record).collect()
 }

@@ -107,18 +107,13 @@ pub fn get_app_status(ctx: &mut Ctx, _: NoArgs) -> Result<AppStatus, Error> {
     })
 }
 
-/// USER_PROCESS entries in utmp (/var/run/utmp; /run/utmp on newer systems).
+/// Sessions (USER_PROCESS entries) in utmp, as top counts "users".
 fn logged_in_users(ctx: &Ctx) -> usize {
-    ["var/run/utmp", "run/utmp"]
+    utmp::read_current(ctx)
+        .unwrap_or_default()
         .iter()
-        .find_map(|rel| std::fs::read(ctx.path(rel)).ok())
-        .map(|b| {
-            utmp::parse_records(&b)
-                .iter()
-                .filter(|r| r.kind == utmp::USER_PROCESS && !r.user.is_empty())
-                .count()
-        })
-        .unwrap_or(0)
+        .filter(|r| r.kind == utmp::USER_PROCESS && !r.user.is_empty())
+        .count()
 }
 
 fn row(p: &Process, user: &str, cpu: f64, mem_total_kib: u64) -> ProcessRow {

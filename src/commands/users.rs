@@ -19,21 +19,9 @@ pub struct User {
     pub login_time: f64,
 }
 
-/// glibc's _PATH_UTMP, then where systemd distributions keep it when /var/run is not
-/// the /run symlink.
-const UTMP_FILES: [&str; 2] = ["var/run/utmp", "run/utmp"];
-
-/// One entry per user with a USER_PROCESS record, in first-seen order. No utmp file
-/// (systemd without utmp support) means nobody is listed, as glibc's getutxent gives.
+/// One entry per user with a USER_PROCESS record, in first-seen order.
 pub fn get_users(ctx: &Ctx, _: NoArgs) -> Result<Vec<User>, Error> {
-    for rel in UTMP_FILES {
-        match std::fs::read(ctx.path(rel)) {
-            Ok(bytes) => return Ok(logged_in(&utmp::parse_records(&bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(format!("failed to read '/{rel}'"), e)),
-        }
-    }
-    Ok(Vec::new())
+    Ok(logged_in(&utmp::read_current(ctx)?))
 }
 
 pub fn logged_in(records: &[UtmpRecord]) -> Vec<User> {
