@@ -22,6 +22,7 @@ pub fn set_async_owner(fd: BorrowedFd<'_>) -> io::Result<()> {
 fn set_flags(fd: BorrowedFd<'_>, add: libc::c_int) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL take no pointers; `fd` is open for both calls.
     let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above; `flags` came from F_GETFL on the same descriptor.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | add) })?;
     Ok(())
 }
