@@ -252,6 +252,33 @@ impl Config {
         out
     }
 
+    /// Makes relative file paths absolute against `cwd`: a daemon changes to "/" before
+    /// it opens them. vsock addresses are not paths and stay as they are.
+    pub fn anchor_paths(&mut self, cwd: &std::path::Path) {
+        let anchor = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        for p in [
+            &mut self.logfile,
+            &mut self.pidfile,
+            &mut self.fsfreeze_hook,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            anchor(p);
+        }
+        if self.method != Method::VsockListen {
+            if let Some(path) = &mut self.path {
+                if !path.starts_with('/') {
+                    *path = cwd.join(&*path).to_string_lossy().into_owned();
+                }
+            }
+        }
+    }
+
     /// The channel path after defaults.
     pub fn channel_path(&self) -> Option<String> {
         self.path
@@ -350,6 +377,24 @@ mod tests {
         let mut again = Config::default();
         again.load_keyfile(&c.dump()).unwrap();
         assert_eq!(again.user_checks["x"], " a b ");
+    }
+
+    #[test]
+    fn relative_paths_are_anchored_but_vsock_addresses_are_not() {
+        let mut c = Config::default();
+        c.set("method", "unix-listen").unwrap();
+        c.set("path", "run/qga.sock").unwrap();
+        c.set("logfile", "qga.log").unwrap();
+        c.set("pidfile", "/abs/qga.pid").unwrap();
+        c.anchor_paths(std::path::Path::new("/home/u"));
+        assert_eq!(c.path.as_deref(), Some("/home/u/run/qga.sock"));
+        assert_eq!(c.logfile, Some(PathBuf::from("/home/u/qga.log")));
+        assert_eq!(c.pidfile, Some(PathBuf::from("/abs/qga.pid")));
+        let mut v = Config::default();
+        v.set("method", "vsock-listen").unwrap();
+        v.set("path", "3:1234").unwrap();
+        v.anchor_paths(std::path::Path::new("/home/u"));
+        assert_eq!(v.path.as_deref(), Some("3:1234"));
     }
 
     #[test]

@@ -30,7 +30,10 @@ fn main() {
     std::process::exit(code);
 }
 
-fn serve(config: Config, sysroot: PathBuf) -> Result<(), String> {
+fn serve(mut config: Config, sysroot: PathBuf) -> Result<(), String> {
+    if let Ok(cwd) = std::env::current_dir() {
+        config.anchor_paths(&cwd);
+    }
     // A panicking handler is answered with an error reply; log where, never what.
     std::panic::set_hook(Box::new(|info| {
         let at = info.location().map(|l| l.to_string()).unwrap_or_default();

@@ -195,15 +195,24 @@ fn daemonize_returns_once_serving_and_writes_the_pidfile() {
     let sock = dir.join("d.sock");
     let pidfile = dir.join("d.pid");
     let log = dir.join("d.log");
+    // Relative paths, as `make run` passes them: they mean the caller's directory even
+    // though the daemon changes to "/".
     let status = Command::new(BIN)
-        .args(["-d", "-v", "-m", "unix-listen", "-p"])
-        .arg(&sock)
-        .arg("-f")
-        .arg(&pidfile)
-        .arg("-l")
-        .arg(&log)
+        .args([
+            "-d",
+            "-v",
+            "-m",
+            "unix-listen",
+            "-p",
+            "d.sock",
+            "-f",
+            "d.pid",
+            "-l",
+            "d.log",
+        ])
         .arg("-t")
         .arg(dir.path())
+        .current_dir(dir.path())
         .env("QGA_CONF", "/nonexistent/qga.conf")
         .status()
         .unwrap();
