@@ -58,15 +58,17 @@ const PIECES: &[&[u8]] = &[
 ];
 
 fn session_only_ctx() -> Ctx {
-    let mut config = Config::default();
-    config.allow_rpcs = [
-        "guest-sync",
-        "guest-sync-delimited",
-        "guest-ping",
-        "guest-info",
-    ]
-    .map(String::from)
-    .to_vec();
+    let config = Config {
+        allow_rpcs: [
+            "guest-sync",
+            "guest-sync-delimited",
+            "guest-ping",
+            "guest-info",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Config::default()
+    };
     Ctx::new("/nonexistent-root", config)
 }
 
