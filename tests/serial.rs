@@ -41,9 +41,10 @@ struct SerialAgent {
 }
 
 impl SerialAgent {
-    fn start(method: &str, path: &str) -> SerialAgent {
-        let dir = TempDir::new("serial");
+    /// Starts the agent on `path` with the state directory `dir`, plus `extra` options.
+    fn start_in(dir: TempDir, method: &str, path: &str, extra: &[&str]) -> SerialAgent {
         let child = Command::new(BIN)
+            .args(extra)
             .args(["-m", method, "-p", path, "-t"])
             .arg(dir.path())
             .env("QGA_CONF", "/nonexistent/qga.conf")
@@ -51,6 +52,10 @@ impl SerialAgent {
             .spawn()
             .unwrap();
         SerialAgent { child, _dir: dir }
+    }
+
+    fn start(method: &str, path: &str) -> SerialAgent {
+        SerialAgent::start_in(TempDir::new("serial"), method, path, &[])
     }
 
     fn pid(&self) -> u32 {
@@ -178,20 +183,8 @@ fn retry_path_waits_for_a_missing_port_and_then_serves() {
     let (mut master, slave) = open_pty();
     let dir = TempDir::new("retry");
     let link = dir.join("org.qemu.guest_agent.0");
-    let child = Command::new(BIN)
-        .args(["-r", "-m", "isa-serial", "-p"])
-        .arg(&link)
-        .arg("-t")
-        .arg(dir.path())
-        .env("QGA_CONF", "/nonexistent/qga.conf")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut agent = SerialAgent {
-        child,
-        _dir: TempDir::new("retry-unused"),
-    };
+    let link_s = link.to_str().unwrap().to_string();
+    let mut agent = SerialAgent::start_in(dir, "isa-serial", &link_s, &["-r"]);
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         agent.child.try_wait().unwrap().is_none(),
