@@ -3,7 +3,6 @@
 //! but never reads cannot grow the agent's memory; output waits for POLLOUT.
 
 use std::io;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::channel::{Channel, ReadResult, Wait};
@@ -30,9 +29,10 @@ pub struct Agent {
     channel: Option<Channel>,
     method: Method,
     path: String,
-    sys_root: PathBuf,
     framer: Framer,
-    input: Vec<u8>,
+    /// Read buffer, allocated once; `input[consumed..filled]` is not yet framed.
+    input: Box<[u8]>,
+    filled: usize,
     consumed: usize,
     output: Vec<u8>,
 }
@@ -41,15 +41,14 @@ impl Agent {
     /// Opens the channel. With `retry-path`, a channel that cannot be opened yet is
     /// retried from the loop instead of failing start-up.
     pub fn new(ctx: Ctx, method: Method, path: String) -> io::Result<Agent> {
-        let sys_root = ctx.root.clone();
         let mut agent = Agent {
             ctx,
             channel: None,
             method,
             path,
-            sys_root,
             framer: Framer::default(),
-            input: Vec::new(),
+            input: vec![0; READ_CHUNK].into_boxed_slice(),
+            filled: 0,
             consumed: 0,
             output: Vec::new(),
         };
@@ -65,14 +64,14 @@ impl Agent {
     fn reopen(&mut self) -> io::Result<()> {
         self.channel = None;
         self.reset_session();
-        self.channel = Some(Channel::open(self.method, &self.path, &self.sys_root)?);
+        self.channel = Some(Channel::open(self.method, &self.path, &self.ctx.root)?);
         Ok(())
     }
 
     /// Forgets a partial request and unsent replies (a new client or host session).
     fn reset_session(&mut self) {
         self.framer.reset();
-        self.input.clear();
+        self.filled = 0;
         self.consumed = 0;
         self.output.clear();
     }
@@ -126,7 +125,7 @@ impl Agent {
             }
             Wait::Peer(fd) => {
                 let mut events = 0;
-                if self.consumed == self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
+                if self.consumed == self.filled && self.output.len() < OUTPUT_HIGH_WATER {
                     events |= POLLIN;
                 }
                 if !self.output.is_empty() {
@@ -183,7 +182,6 @@ impl Agent {
         let Some(channel) = self.channel.as_mut() else {
             return Ok(());
         };
-        self.input.resize(READ_CHUNK, 0);
         let result = channel.read(&mut self.input);
         let n = match result {
             Ok(ReadResult::Data(n)) => n,
@@ -194,11 +192,11 @@ impl Agent {
                 0
             }
             Err(e) => {
-                self.input.clear();
+                self.filled = 0;
                 return Err(e);
             }
         };
-        self.input.truncate(n);
+        self.filled = n;
         self.consumed = 0;
         self.process_input();
         self.flush()
@@ -206,8 +204,8 @@ impl Agent {
 
     /// Frames and dispatches buffered input while output stays below the high-water mark.
     fn process_input(&mut self) {
-        while self.consumed < self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
-            let (n, frame) = self.framer.feed(&self.input[self.consumed..]);
+        while self.consumed < self.filled && self.output.len() < OUTPUT_HIGH_WATER {
+            let (n, frame) = self.framer.feed(&self.input[self.consumed..self.filled]);
             self.consumed += n;
             if let Some(frame) = frame {
                 if let Some(bytes) = dispatch::handle(&mut self.ctx, frame) {
