@@ -67,15 +67,25 @@ const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
 
 /// Sets `user`'s password by running `chpasswd` (`-e` when `password` is already
 /// crypted) with "user:password\n" on its stdin.
-pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error> {
+/// What chpasswd's `user:password` line cannot carry, in qemu-ga's words (Args: the
+/// BC commands answer it with EINVAL).
+pub fn check_credentials(user: &str, password: &[u8]) -> Result<(), Error> {
+    if password.contains(&b'\n') || password.contains(&0) {
+        return Err(Error::Args("forbidden characters in raw password".into()));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(Error::Args(format!(
+            "password is longer than {MAX_PASSWORD} bytes"
+        )));
+    }
     if user.is_empty() || user.contains([':', '\n', '\0']) {
-        return Err(Error::Args("Parameter 'username' is invalid".into()));
+        return Err(Error::Args("forbidden characters in username".into()));
     }
-    if password.contains(&b'\n') || password.contains(&0) || password.len() > MAX_PASSWORD {
-        return Err(Error::Args(
-            "Parameter 'password' contains a newline or NUL, or is too long".into(),
-        ));
-    }
+    Ok(())
+}
+
+pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error> {
+    check_credentials(user, password)?;
     let program = find_program("chpasswd").ok_or_else(|| {
         Error::Failed("cannot find 'chpasswd' on PATH, /usr/sbin or /sbin".into())
     })?;

@@ -53,12 +53,7 @@ pub struct SetPasswordArgs {
 /// chpasswd. The password never reaches an error or a log line.
 pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Empty, Error> {
     let raw = base64::decode(&args.password)?;
-    if raw.contains(&b'\n') || raw.contains(&0) {
-        return Err(Error::Failed("forbidden characters in raw password".into()));
-    }
-    if args.username.contains(['\n', ':', '\0']) {
-        return Err(Error::Failed("forbidden characters in username".into()));
-    }
+    accounts::check_credentials(&args.username, &raw)?;
     if accounts::lookup_user(ctx, &args.username)?.is_none() {
         return Err(Error::Failed(format!(
             "user '{}' does not exist",
