@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::child;
+use crate::child::Run;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 
 /// One /etc/passwd entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub fn check_credentials(user: &str, password: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error> {
+pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<Step<()>, Error> {
     check_credentials(user, password)?;
     let program = find_program("chpasswd").ok_or_else(|| {
         Error::Failed("cannot find 'chpasswd' on PATH, /usr/sbin or /sbin".into())
@@ -98,21 +99,22 @@ pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error>
     line.push(b':');
     line.extend_from_slice(password);
     line.push(b'\n');
-    let result = child::run(cmd, &line, CHPASSWD_TIMEOUT, 4096);
-    // Do not leave the secret in freed memory longer than needed.
-    line.iter_mut().for_each(|b| *b = 0);
-    let done = result.map_err(|e| Error::io("failed to run chpasswd", e))?;
-    if done.timed_out() {
-        return Err(Error::Failed("chpasswd did not finish in time".into()));
-    }
-    if done.exit_code() != 0 {
-        // chpasswd's own output is not passed on: it may quote the input line.
-        return Err(Error::Failed(format!(
-            "child process has failed to set user password (exit status {})",
-            done.exit_code()
-        )));
-    }
-    Ok(())
+    // The line is zeroed when the Run is dropped, once written to chpasswd's stdin.
+    let run = Run::program(cmd, line, CHPASSWD_TIMEOUT, 4096);
+    Ok(Step::wait(run, |_, result| {
+        let done = result.map_err(|e| Error::io("failed to run chpasswd", e))?;
+        if done.timed_out() {
+            return Err(Error::Failed("chpasswd did not finish in time".into()));
+        }
+        if done.exit_code() != 0 {
+            // chpasswd's own output is not passed on: it may quote the input line.
+            return Err(Error::Failed(format!(
+                "child process has failed to set user password (exit status {})",
+                done.exit_code()
+            )));
+        }
+        Ok(Step::Done(()))
+    }))
 }
 
 /// The first executable `name` in $PATH, then /usr/sbin and /sbin.

@@ -9,6 +9,7 @@ use crate::accounts;
 use crate::base64;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::utmp::{self, UtmpRecord};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,7 +52,7 @@ pub struct SetPasswordArgs {
 /// Checks in qemu-ga's order and wording, then refuses a user /etc/passwd does not
 /// know (qemu-ga lets chpasswd fail with "child process has failed..."), then runs
 /// chpasswd. The password never reaches an error or a log line.
-pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Empty, Error> {
+pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Step<Empty>, Error> {
     let raw = base64::decode(&args.password)?;
     accounts::check_credentials(&args.username, &raw)?;
     if accounts::lookup_user(ctx, &args.username)?.is_none() {
@@ -60,8 +61,13 @@ pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Empty, Erro
             args.username
         )));
     }
-    accounts::chpasswd(&args.username, &raw, args.crypted)?;
-    Ok(Empty {})
+    let step = accounts::chpasswd(&args.username, &raw, args.crypted);
+    zero(raw);
+    step?.map(|()| Ok(Empty {}))
+}
+
+fn zero(mut secret: Vec<u8>) {
+    secret.iter_mut().for_each(|b| *b = 0);
 }
 
 #[cfg(test)]
