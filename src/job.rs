@@ -44,6 +44,23 @@ impl<T: 'static> Step<T> {
         settle(Ok(self), |result| f(result?))
     }
 
+    /// Continues with `f` on the eventual answer, which may wait for another program.
+    pub fn then<U: 'static>(
+        self,
+        ctx: &Ctx,
+        f: impl FnOnce(&Ctx, T) -> Result<Step<U>, Error> + 'static,
+    ) -> Result<Step<U>, Error> {
+        match self {
+            Step::Done(v) => f(ctx, v),
+            Step::Wait(job) => {
+                let first = job.then;
+                Ok(Step::wait(job.run, move |ctx, result| {
+                    first(ctx, result)?.then(ctx, f)
+                }))
+            }
+        }
+    }
+
     /// Runs every program the step waits for in turn, blocking: for callers without a
     /// loop (unit tests of handlers).
     pub fn finish(self, ctx: &Ctx) -> Result<T, Error> {

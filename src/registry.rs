@@ -171,13 +171,13 @@ pub static COMMANDS: &[Command] = &[
         call_job(c, s, a, users::set_user_password)
     }),
     Command::new("guest-ssh-get-authorized-keys", |c, s, a| {
-        call(c, s, a, ssh::get_authorized_keys)
+        call_job(c, s, a, ssh::get_authorized_keys)
     }),
     Command::new("guest-ssh-add-authorized-keys", |c, s, a| {
-        call(c, s, a, ssh::add_authorized_keys)
+        call_job(c, s, a, ssh::add_authorized_keys)
     }),
     Command::new("guest-ssh-remove-authorized-keys", |c, s, a| {
-        call(c, s, a, ssh::remove_authorized_keys)
+        call_job(c, s, a, ssh::remove_authorized_keys)
     }),
 ];
 

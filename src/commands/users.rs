@@ -53,21 +53,26 @@ pub struct SetPasswordArgs {
 /// know (qemu-ga lets chpasswd fail with "child process has failed..."), then runs
 /// chpasswd. The password never reaches an error or a log line.
 pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Step<Empty>, Error> {
-    let raw = base64::decode(&args.password)?;
-    accounts::check_credentials(&args.username, &raw)?;
-    if accounts::lookup_user(ctx, &args.username)?.is_none() {
-        return Err(Error::Failed(format!(
-            "user '{}' does not exist",
-            args.username
-        )));
-    }
-    let step = accounts::chpasswd(&args.username, &raw, args.crypted);
-    zero(raw);
-    step?.map(|()| Ok(Empty {}))
+    let raw = Secret(base64::decode(&args.password)?);
+    accounts::check_credentials(&args.username, &raw.0)?;
+    let SetPasswordArgs {
+        username, crypted, ..
+    } = args;
+    accounts::find_user(ctx, &username)?.then(ctx, move |_, user| {
+        if user.is_none() {
+            return Err(Error::Failed(format!("user '{username}' does not exist")));
+        }
+        accounts::chpasswd(&username, &raw.0, crypted)?.map(|()| Ok(Empty {}))
+    })
 }
 
-fn zero(mut secret: Vec<u8>) {
-    secret.iter_mut().for_each(|b| *b = 0);
+/// A decoded password, zeroed when dropped.
+struct Secret(Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
+    }
 }
 
 #[cfg(test)]
