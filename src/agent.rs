@@ -10,7 +10,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, ReadResult, Wait};
-use crate::child::{ChildId, Children};
+use crate::child::ChildId;
 use crate::config::Method;
 use crate::ctx::{Ctx, Session};
 use crate::log;
@@ -34,7 +34,6 @@ const KILL_GRACE: Duration = Duration::from_millis(500);
 pub struct Agent {
     pub ctx: Ctx,
     session: Session,
-    children: Children,
     /// The request whose reply waits for a child; the requests after it wait in the
     /// input buffer, so replies stay in request order.
     waiting: Option<(ChildId, Waiting)>,
@@ -58,7 +57,6 @@ impl Agent {
         let mut agent = Agent {
             ctx,
             session: Session::default(),
-            children: Children::default(),
             waiting: None,
             channel: None,
             method,
@@ -115,7 +113,7 @@ impl Agent {
                 self.retry_at = Instant::now() + RETRY_INTERVAL;
             }
         };
-        self.children.kill_all(KILL_GRACE);
+        self.session.children.kill_all(KILL_GRACE);
         result
     }
 
@@ -168,8 +166,13 @@ impl Agent {
         if channel_events != 0 {
             fds.push(poll::pollfd(channel_fd, channel_events));
         }
-        fds.extend(self.children.fds().map(|fd| poll::pollfd(fd, POLLIN)));
-        if let Some(deadline) = self.children.next_deadline() {
+        fds.extend(
+            self.session
+                .children
+                .fds()
+                .map(|(fd, events)| poll::pollfd(fd, events)),
+        );
+        if let Some(deadline) = self.session.children.next_deadline() {
             let left = deadline.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t: Duration| t.min(left)));
         }
@@ -298,8 +301,8 @@ impl Agent {
                     self.output.extend_from_slice(&bytes);
                     return;
                 }
-                Outcome::Wait(run, waiting) => match self.children.start(run) {
-                    Ok(id) => {
+                Outcome::Wait(run, waiting) => match self.session.children.start(run) {
+                    Ok((id, _)) => {
                         self.waiting = Some((id, waiting));
                         return;
                     }
@@ -314,20 +317,22 @@ impl Agent {
     /// Collects children's output, reaps them after SIGCHLD, enforces their deadlines,
     /// and finishes the request that waited for one.
     fn service_children(&mut self) {
-        if self.children.is_empty() {
+        if self.session.children.is_empty() {
             return;
         }
         let reap = signal::take_child_event();
-        for (id, finished) in self.children.service(reap) {
-            let Some((waited, _)) = &self.waiting else {
-                continue;
-            };
-            if *waited != id {
-                continue;
-            }
-            if let Some((_, waiting)) = self.waiting.take() {
-                let outcome = dispatch::resume(&self.ctx, &mut self.session, waiting, Ok(finished));
-                self.conclude(outcome);
+        for (id, finished) in self.session.children.service(reap) {
+            match self.waiting.take() {
+                Some((waited, waiting)) if waited == id => {
+                    let outcome =
+                        dispatch::resume(&self.ctx, &mut self.session, waiting, Ok(finished));
+                    self.conclude(outcome);
+                }
+                other => {
+                    self.waiting = other;
+                    // Not waited for by a request: a guest-exec child, kept for its status.
+                    self.session.execs.exited(id, finished);
+                }
             }
         }
     }

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::child::Children;
+use crate::commands::exec::Execs;
 use crate::config::Config;
 use crate::error::Error;
 use crate::proc::CpuSampler;
@@ -20,6 +22,10 @@ pub struct Ctx {
 /// State that outlives a request and belongs to the loop, not to the environment.
 #[derive(Default)]
 pub struct Session {
+    /// Every program the agent runs; the loop polls their pipes and reaps them.
+    pub children: Children,
+    /// guest-exec children, running or exited, by pid.
+    pub execs: Execs,
     /// Set by guest-fsfreeze-freeze; only commands marked `while_frozen` run.
     pub frozen: bool,
     /// One-shot: the next reply is preceded by 0xFF (guest-sync-delimited).

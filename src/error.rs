@@ -48,7 +48,7 @@ impl fmt::Display for Error {
 }
 
 /// The bare strerror text, as qemu-ga prints it (std adds " (os error N)").
-fn strerror(e: &io::Error) -> String {
+pub fn strerror(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::commands::{
-    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, host, memory, net, power,
+    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, exec, host, memory, net, power,
     session, ssh, time, users,
 };
 use crate::ctx::{Ctx, Session};
@@ -156,6 +156,11 @@ pub static COMMANDS: &[Command] = &[
         call_job(c, s, a, power::suspend_hybrid)
     })
     .no_success_response(),
+    // Upstream parity II: programs (issue #9)
+    Command::new("guest-exec", |c, s, a| call_mut(c, s, a, exec::exec)),
+    Command::new("guest-exec-status", |c, s, a| {
+        call_mut(c, s, a, exec::exec_status)
+    }),
     Command::new("guest-get-osinfo", |c, s, a| {
         call(c, s, a, host::get_osinfo)
     }),

@@ -451,3 +451,59 @@ fn network_route_matches_the_schema() {
         assert!(r["version"] == 4 || r["version"] == 6);
     }
 }
+
+/// guest-exec and guest-exec-status against the reference: the same programs in both,
+/// the exited statuses (polled until exited) compared whole, and the error texts.
+#[test]
+fn exec_matches_the_reference() {
+    let Some(pair) = Pair::start() else { return };
+    let b64 = |s: &str| qga::base64::encode(s.as_bytes());
+    let programs = [
+        json!({"path": "/bin/echo", "arg": ["hi"], "capture-output": true}),
+        json!({"path": "/bin/sh", "arg": ["-c", "echo out; echo err >&2; exit 3"], "capture-output": true}),
+        json!({"path": "/bin/sh", "arg": ["-c", "kill -9 $$"]}),
+        json!({"path": "/bin/cat", "input-data": b64("input\n"), "capture-output": true}),
+        json!({"path": "sh", "arg": ["-c", "echo $A"], "env": ["A=1"], "capture-output": true}),
+        json!({"path": "/bin/true", "capture-output": false}),
+    ];
+    let status = |agent: &dyn Fn(&Value) -> Value, pid: &Value| loop {
+        let r = agent(&req("guest-exec-status", json!({"pid": pid})));
+        if r["return"]["exited"] != false {
+            // Read once: the record is gone after an exited status.
+            let again = agent(&req("guest-exec-status", json!({"pid": pid})));
+            return (r, again);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for args in programs {
+        let theirs = pair.reference.request(&req("guest-exec", args.clone()));
+        let ours = pair
+            .ours
+            .request(&req("guest-exec", args.clone()).to_string());
+        assert_eq!(shape(&theirs), shape(&ours), "{args}");
+        let reference = |r: &Value| pair.reference.request(r);
+        let our = |r: &Value| pair.ours.request(&r.to_string());
+        let t = status(&reference, &theirs["return"]["pid"]);
+        let o = status(&our, &ours["return"]["pid"]);
+        assert_eq!(t, o, "{args}");
+    }
+    for args in [
+        json!({"path": "/nonexistent/program"}),
+        json!({"path": "/bin/echo", "input-data": "!!"}),
+        json!({"path": "/bin/echo", "arg": "x"}),
+        json!({"path": 1}),
+        json!({}),
+    ] {
+        let (theirs, ours) = pair.both(&req("guest-exec", args.clone()));
+        assert_eq!(theirs, ours, "{args}");
+    }
+    for args in [
+        json!({"pid": 1}),
+        json!({"pid": -5}),
+        json!({"pid": "x"}),
+        json!({}),
+    ] {
+        let (theirs, ours) = pair.both(&req("guest-exec-status", args.clone()));
+        assert_eq!(theirs, ours, "{args}");
+    }
+}

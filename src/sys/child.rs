@@ -2,6 +2,8 @@
 //! group, waitpid(2)), for commands that must not outlive their deadline.
 
 use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use super::check;
 
@@ -35,4 +37,25 @@ pub fn try_wait(pid: u32) -> io::Result<Option<libc::c_int>> {
     // SAFETY: `status` is a valid out-pointer for the call.
     let rc = check(unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) })?;
     Ok((rc != 0).then_some(status))
+}
+
+/// Sets up `cmd`'s child between fork and exec: with no signal blocked (the agent
+/// blocks the signals it waits for, and std passes the mask on to children), and with
+/// `new_session` as a session leader (setsid(2)), as qemu-ga starts guest-exec
+/// children: no controlling terminal, and a process group of its own.
+pub fn clean_start(cmd: &mut Command, new_session: bool) {
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid,
+    // sigemptyset and sigprocmask, which are async-signal-safe and touch only the
+    // closure's own stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            if new_session && libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
 }

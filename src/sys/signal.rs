@@ -1,7 +1,9 @@
 //! Signal handling: SIGTERM/SIGINT request a clean exit, SIGIO reports a virtio-serial
-//! host (dis)connect, SIGCHLD says a child the agent started has exited, SIGHUP is
-//! ignored. The signals stay blocked except inside
-//! [`super::poll::wait`], so they only ever interrupt the loop's wait.
+//! host (dis)connect, SIGCHLD says a child the agent started has exited, SIGHUP does
+//! nothing. SIGHUP is caught rather than ignored so that the programs the agent runs
+//! start with it at its default (an ignored signal stays ignored across exec). The
+//! signals stay blocked except inside [`super::poll::wait`], so they only ever
+//! interrupt the loop's wait.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGIO, libc::SIGCHLD];
+const HANDLED: [libc::c_int; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGIO,
+    libc::SIGCHLD,
+    libc::SIGHUP,
+];
 
 /// Installs the handlers and blocks the handled signals outside the poll wait.
 pub fn install() -> io::Result<()> {
@@ -44,9 +52,6 @@ pub fn install() -> io::Result<()> {
             check(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
             libc::sigaddset(&mut set, sig);
         }
-        let mut ignore: libc::sigaction = std::mem::zeroed();
-        ignore.sa_sigaction = libc::SIG_IGN;
-        check(libc::sigaction(libc::SIGHUP, &ignore, std::ptr::null_mut()))?;
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
