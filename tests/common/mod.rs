@@ -40,8 +40,8 @@ pub fn client_bin() -> PathBuf {
     }
 }
 
-/// Whether `QGA_AS2632=1` asks for the 2.6.32 filter. Anything but unset, "" or "0"/"1"
-/// is a typo that would silently test without it.
+/// Whether `QGA_AS2632=1` asks for the 2.6.32 filter. Any other value than unset, "",
+/// "0" or "1" panics: a typo must not test without the filter unnoticed.
 pub fn as2632_on() -> bool {
     match std::env::var("QGA_AS2632").as_deref() {
         Err(std::env::VarError::NotPresent) | Ok("" | "0") => false,
