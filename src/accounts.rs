@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::child;
+use crate::child::Run;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 
 /// One /etc/passwd entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,47 @@ pub fn lookup_user(ctx: &Ctx, name: &str) -> Result<Option<PasswdEntry>, Error> 
     Ok(parse_passwd(&text).into_iter().find(|e| e.name == name))
 }
 
+/// How long `getent` may take: a directory server that does not answer in this time
+/// will not answer the host either.
+const GETENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Looks `name` up in /etc/passwd, then with `getent passwd NAME`: the static agent's
+/// libc has no NSS, so users from LDAP, SSSD or NIS are known only to the system's
+/// own libc, which getent uses. `None` when neither knows the user.
+pub fn find_user(ctx: &Ctx, name: &str) -> Result<Step<Option<PasswdEntry>>, Error> {
+    if let Some(entry) = lookup_user(ctx, name)? {
+        return Ok(Step::Done(Some(entry)));
+    }
+    // Names getent could take for an option, or that no passwd line can hold.
+    let plausible = !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with('-')
+        && !name.contains([':', '\n', '\0']);
+    let Some(getent) = find_program("getent").filter(|_| plausible) else {
+        return Ok(Step::Done(None));
+    };
+    let mut cmd = Command::new(getent);
+    cmd.arg("passwd").arg(name);
+    let name = name.to_string();
+    let run = Run::program(cmd, Vec::new(), GETENT_TIMEOUT, 64 * 1024);
+    Ok(Step::wait(run, move |_, result| {
+        let done = result.map_err(|e| Error::io("failed to run getent", e))?;
+        if done.timed_out() {
+            return Err(Error::Failed(format!(
+                "failed to lookup user '{name}': getent did not answer in time"
+            )));
+        }
+        // Exit 2: no such user. Anything else unusual reads as unknown too.
+        if done.exit_code() != 0 {
+            return Ok(Step::Done(None));
+        }
+        let text = String::from_utf8_lossy(&done.output);
+        Ok(Step::Done(
+            parse_passwd(&text).into_iter().find(|e| e.name == name),
+        ))
+    }))
+}
+
 /// uid -> user name for every /etc/passwd entry (the first entry wins for a shared uid,
 /// as getpwuid does); empty if the file is unreadable.
 pub fn user_names(ctx: &Ctx) -> std::collections::HashMap<u32, String> {
@@ -63,7 +105,7 @@ pub const MAX_PASSWORD: usize = 4096;
 /// How long chpasswd may take (PAM modules can be slow, but not this slow).
 const CHPASSWD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Directories searched after $PATH: the agent may be started with a minimal PATH.
-const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+const SBIN_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
 /// Sets `user`'s password by running `chpasswd` (`-e` when `password` is already
 /// crypted) with "user:password\n" on its stdin.
@@ -84,7 +126,7 @@ pub fn check_credentials(user: &str, password: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error> {
+pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<Step<()>, Error> {
     check_credentials(user, password)?;
     let program = find_program("chpasswd").ok_or_else(|| {
         Error::Failed("cannot find 'chpasswd' on PATH, /usr/sbin or /sbin".into())
@@ -98,24 +140,25 @@ pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<(), Error>
     line.push(b':');
     line.extend_from_slice(password);
     line.push(b'\n');
-    let result = child::run(cmd, &line, CHPASSWD_TIMEOUT, 4096);
-    // Do not leave the secret in freed memory longer than needed.
-    line.iter_mut().for_each(|b| *b = 0);
-    let done = result.map_err(|e| Error::io("failed to run chpasswd", e))?;
-    if done.timed_out() {
-        return Err(Error::Failed("chpasswd did not finish in time".into()));
-    }
-    if done.exit_code() != 0 {
-        // chpasswd's own output is not passed on: it may quote the input line.
-        return Err(Error::Failed(format!(
-            "child process has failed to set user password (exit status {})",
-            done.exit_code()
-        )));
-    }
-    Ok(())
+    // The line is zeroed when the Run is dropped, once written to chpasswd's stdin.
+    let run = Run::program(cmd, line, CHPASSWD_TIMEOUT, 4096);
+    Ok(Step::wait(run, |_, result| {
+        let done = result.map_err(|e| Error::io("failed to run chpasswd", e))?;
+        if done.timed_out() {
+            return Err(Error::Failed("chpasswd did not finish in time".into()));
+        }
+        if done.exit_code() != 0 {
+            // chpasswd's own output is not passed on: it may quote the input line.
+            return Err(Error::Failed(format!(
+                "child process has failed to set user password (exit status {})",
+                done.exit_code()
+            )));
+        }
+        Ok(Step::Done(()))
+    }))
 }
 
-/// The first executable `name` in $PATH, then /usr/sbin and /sbin.
+/// The first executable `name` in $PATH, then /usr/sbin, /sbin, /usr/bin and /bin.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -1,15 +1,20 @@
-//! The agent: one blocking, single-threaded ppoll(2) loop over the channel. Input is
-//! framed and dispatched only while the output buffer is small, so a host that sends
-//! but never reads cannot grow the agent's memory; output waits for POLLOUT.
+//! The agent: one blocking, single-threaded ppoll(2) loop. Each turn waits on a set
+//! built from the current state: the channel (or its listening socket), the output
+//! pipes of running children, the nearest deadline and the signals (SIGTERM, SIGIO
+//! from the port, SIGCHLD), which are unblocked only inside ppoll. Input is framed and
+//! dispatched only while the output buffer is small and no request waits for a child,
+//! so a host that sends but never reads cannot grow the agent's memory and replies
+//! stay in request order; output waits for POLLOUT.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, ReadResult, Wait};
+use crate::child::{ChildId, Children};
 use crate::config::Method;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::log;
-use crate::protocol::dispatch;
+use crate::protocol::dispatch::{self, Outcome, Waiting};
 use crate::protocol::framer::Framer;
 use crate::sys::poll::{self, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 use crate::sys::signal;
@@ -23,12 +28,21 @@ const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 const HOST_ABSENT_RECHECK: Duration = Duration::from_secs(1);
 /// How often `--retry-path` tries to reopen a channel that went away.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a stopping agent waits for its SIGKILLed children to be reaped.
+const KILL_GRACE: Duration = Duration::from_millis(500);
 
 pub struct Agent {
     pub ctx: Ctx,
+    session: Session,
+    children: Children,
+    /// The request whose reply waits for a child; the requests after it wait in the
+    /// input buffer, so replies stay in request order.
+    waiting: Option<(ChildId, Waiting)>,
     channel: Option<Channel>,
     method: Method,
     path: String,
+    /// When to try to reopen a channel that is gone (`--retry-path`).
+    retry_at: Instant,
     framer: Framer,
     /// Read buffer, allocated once; `input[consumed..filled]` is not yet framed.
     input: Box<[u8]>,
@@ -43,9 +57,13 @@ impl Agent {
     pub fn new(ctx: Ctx, method: Method, path: String) -> io::Result<Agent> {
         let mut agent = Agent {
             ctx,
+            session: Session::default(),
+            children: Children::default(),
+            waiting: None,
             channel: None,
             method,
             path,
+            retry_at: Instant::now(),
             framer: Framer::default(),
             input: vec![0; READ_CHUNK].into_boxed_slice(),
             filled: 0,
@@ -57,6 +75,7 @@ impl Agent {
                 return Err(e);
             }
             log::warn(&format!("channel not available, will retry: {e}"));
+            agent.retry_at = Instant::now() + RETRY_INTERVAL;
         }
         Ok(agent)
     }
@@ -77,11 +96,15 @@ impl Agent {
     }
 
     /// Serves until SIGTERM/SIGINT; returns an error if the channel fails for good.
+    /// Children still running then are killed with their process groups.
     pub fn run(&mut self) -> io::Result<()> {
-        while !signal::terminate_requested() {
+        let result = loop {
+            if signal::terminate_requested() {
+                break Ok(());
+            }
             if let Err(e) = self.turn() {
                 if !self.ctx.config.retry_path {
-                    return Err(e);
+                    break Err(e);
                 }
                 log::warn(&format!(
                     "channel error, reopening in {}s: {e}",
@@ -89,110 +112,158 @@ impl Agent {
                 ));
                 self.channel = None;
                 self.reset_session();
+                self.retry_at = Instant::now() + RETRY_INTERVAL;
             }
+        };
+        self.children.kill_all(KILL_GRACE);
+        result
+    }
+
+    /// One wait on everything the current state needs (the channel, the children's
+    /// pipes, the nearest deadline) and the work it allows.
+    fn turn(&mut self) -> io::Result<()> {
+        loop {
+            self.process_input();
+            self.flush()?;
+            // A flush that made room lets buffered requests run before any wait.
+            let can_process = self.waiting.is_none()
+                && self.consumed < self.filled
+                && self.output.len() < OUTPUT_HIGH_WATER;
+            if !can_process {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let mut fds = Vec::with_capacity(1 + 4);
+        let mut timeout = None;
+        // Poll events asked of the channel (fds[0] when non-zero).
+        let mut channel_events = 0;
+        let mut channel_fd = -1;
+        let mut host_absent = false;
+        match self.channel.as_ref().map(Channel::wait) {
+            None => timeout = Some(self.retry_at.saturating_duration_since(now)),
+            Some(Wait::HostAbsent) => {
+                host_absent = true;
+                timeout = Some(HOST_ABSENT_RECHECK);
+            }
+            // A new client would inherit the waiting reply: it waits for it first.
+            Some(Wait::Accept(fd)) if self.waiting.is_none() => {
+                channel_events = POLLIN;
+                channel_fd = fd;
+            }
+            Some(Wait::Accept(_)) => {}
+            Some(Wait::Peer(fd)) => {
+                channel_fd = fd;
+                if self.waiting.is_none()
+                    && self.consumed == self.filled
+                    && self.output.len() < OUTPUT_HIGH_WATER
+                {
+                    channel_events |= POLLIN;
+                }
+                if !self.output.is_empty() {
+                    channel_events |= POLLOUT;
+                }
+            }
+        }
+        if channel_events != 0 {
+            fds.push(poll::pollfd(channel_fd, channel_events));
+        }
+        fds.extend(self.children.fds().map(|fd| poll::pollfd(fd, POLLIN)));
+        if let Some(deadline) = self.children.next_deadline() {
+            let left = deadline.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |t: Duration| t.min(left)));
+        }
+        match poll::wait(&mut fds, timeout) {
+            Ok(_) => {}
+            // A signal: SIGTERM, SIGIO from the port, SIGCHLD from a child.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if channel_events != 0 {
+            self.channel_ready(channel_events, fds[0].revents)?;
+        }
+        if host_absent {
+            // Woken by SIGIO (a host attached or sent data) or by the re-check timer.
+            signal::take_io_event();
+            self.read_input()?;
+        }
+        self.service_children();
+        if self.channel.is_none()
+            && Instant::now() >= self.retry_at
+            && !signal::terminate_requested()
+        {
+            self.retry_at = Instant::now() + RETRY_INTERVAL;
+            self.reopen()?;
         }
         Ok(())
     }
 
-    /// One wait and the work it allows.
-    fn turn(&mut self) -> io::Result<()> {
-        self.process_input();
-        self.flush()?;
-        let Some(channel) = self.channel.as_ref() else {
-            self.sleep(RETRY_INTERVAL)?;
-            if !signal::terminate_requested() {
-                self.reopen()?;
-            }
+    fn channel_ready(&mut self, events: i16, rev: i16) -> io::Result<()> {
+        if rev == 0 {
             return Ok(());
-        };
-        match channel.wait() {
-            Wait::HostAbsent => {
-                self.sleep(HOST_ABSENT_RECHECK)?;
-                signal::take_io_event();
-                self.read_input()
-            }
-            Wait::Accept(fd) => {
-                let mut fds = [poll::pollfd(fd, POLLIN)];
-                if self.poll(&mut fds)? && fds[0].revents != 0 {
-                    self.reset_session();
-                    if let Some(ch) = self.channel.as_mut() {
-                        if ch.accept()? {
-                            log::debug("client connected");
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Wait::Peer(fd) => {
-                let mut events = 0;
-                if self.consumed == self.filled && self.output.len() < OUTPUT_HIGH_WATER {
-                    events |= POLLIN;
-                }
-                if !self.output.is_empty() {
-                    events |= POLLOUT;
-                }
-                if events == 0 {
-                    // Output drained while input is still pending: process it first.
-                    return Ok(());
-                }
-                let mut fds = [poll::pollfd(fd, events)];
-                if !self.poll(&mut fds)? {
-                    return Ok(());
-                }
-                let rev = fds[0].revents;
-                if rev & POLLNVAL != 0 {
-                    return Err(io::Error::other("channel descriptor became invalid"));
-                }
-                if rev & POLLOUT != 0 {
-                    self.flush()?;
-                }
-                if rev & (POLLIN | POLLHUP | POLLERR) != 0 && events & POLLIN != 0 {
-                    self.read_input()?;
-                } else if rev & (POLLHUP | POLLERR) != 0 {
-                    // Hung up while only output was wanted: a reply nobody will read.
-                    if let Some(ch) = self.channel.as_mut() {
-                        ch.hang_up();
-                    }
-                    self.reset_session();
-                }
-                Ok(())
-            }
         }
-    }
-
-    /// ppoll; false when a signal interrupted the wait.
-    fn poll(&mut self, fds: &mut [poll::PollFd]) -> io::Result<bool> {
-        match poll::wait(fds, None) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(e) => Err(e),
+        if rev & POLLNVAL != 0 {
+            return Err(io::Error::other("channel descriptor became invalid"));
         }
-    }
-
-    /// Sleeps until `timeout` or a signal (SIGIO from a connecting host, SIGTERM).
-    fn sleep(&mut self, timeout: Duration) -> io::Result<()> {
-        match poll::wait(&mut [], Some(timeout)) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn read_input(&mut self) -> io::Result<()> {
         let Some(channel) = self.channel.as_mut() else {
             return Ok(());
         };
-        let result = channel.read(&mut self.input);
-        let n = match result {
+        if matches!(channel.wait(), Wait::Accept(_)) {
+            self.reset_session();
+            if let Some(ch) = self.channel.as_mut() {
+                if ch.accept()? {
+                    log::debug("client connected");
+                }
+            }
+            return Ok(());
+        }
+        if rev & POLLOUT != 0 {
+            self.flush()?;
+        }
+        if rev & (POLLIN | POLLHUP | POLLERR) != 0 && events & POLLIN != 0 {
+            self.read_input()?;
+        } else if rev & (POLLHUP | POLLERR) != 0 {
+            // Hung up while only output was wanted.
+            self.peer_gone();
+        }
+        Ok(())
+    }
+
+    /// The peer went away. A socket client takes its session with it; a virtio-serial
+    /// host that seems gone may only not have been announced yet (its data can arrive
+    /// before the port-open event), so unsent replies wait for the next attach.
+    fn peer_gone(&mut self) {
+        let Some(channel) = self.channel.as_mut() else {
+            return;
+        };
+        let was_connected = channel.has_peer();
+        channel.hang_up();
+        if channel.session_ends_with_peer() {
+            if was_connected {
+                log::debug("peer disconnected");
+            }
+            self.reset_session();
+        }
+    }
+
+    /// Reads more input once the previous read is consumed.
+    fn read_input(&mut self) -> io::Result<()> {
+        if self.consumed < self.filled {
+            return Ok(());
+        }
+        let Some(channel) = self.channel.as_mut() else {
+            return Ok(());
+        };
+        let n = match channel.read(&mut self.input) {
             Ok(ReadResult::Data(n)) => n,
             Ok(ReadResult::Idle) => 0,
             Ok(ReadResult::Closed) => {
-                log::debug("peer disconnected");
-                self.reset_session();
+                self.peer_gone();
                 0
             }
             Err(e) => {
                 self.filled = 0;
+                self.consumed = 0;
                 return Err(e);
             }
         };
@@ -202,15 +273,61 @@ impl Agent {
         self.flush()
     }
 
-    /// Frames and dispatches buffered input while output stays below the high-water mark.
+    /// Frames and dispatches buffered input while output stays below the high-water
+    /// mark and no request waits for a child.
     fn process_input(&mut self) {
-        while self.consumed < self.filled && self.output.len() < OUTPUT_HIGH_WATER {
+        while self.waiting.is_none()
+            && self.consumed < self.filled
+            && self.output.len() < OUTPUT_HIGH_WATER
+        {
             let (n, frame) = self.framer.feed(&self.input[self.consumed..self.filled]);
             self.consumed += n;
             if let Some(frame) = frame {
-                if let Some(bytes) = dispatch::handle(&mut self.ctx, frame) {
+                let outcome = dispatch::handle(&self.ctx, &mut self.session, frame);
+                self.conclude(outcome);
+            }
+        }
+    }
+
+    /// Queues a reply, or starts the program a command waits for.
+    fn conclude(&mut self, mut outcome: Outcome) {
+        loop {
+            match outcome {
+                Outcome::Silent => return,
+                Outcome::Reply(bytes) => {
                     self.output.extend_from_slice(&bytes);
+                    return;
                 }
+                Outcome::Wait(run, waiting) => match self.children.start(run) {
+                    Ok(id) => {
+                        self.waiting = Some((id, waiting));
+                        return;
+                    }
+                    Err(e) => {
+                        outcome = dispatch::resume(&self.ctx, &mut self.session, waiting, Err(e))
+                    }
+                },
+            }
+        }
+    }
+
+    /// Collects children's output, reaps them after SIGCHLD, enforces their deadlines,
+    /// and finishes the request that waited for one.
+    fn service_children(&mut self) {
+        if self.children.is_empty() {
+            return;
+        }
+        let reap = signal::take_child_event();
+        for (id, finished) in self.children.service(reap) {
+            let Some((waited, _)) = &self.waiting else {
+                continue;
+            };
+            if *waited != id {
+                continue;
+            }
+            if let Some((_, waiting)) = self.waiting.take() {
+                let outcome = dispatch::resume(&self.ctx, &mut self.session, waiting, Ok(finished));
+                self.conclude(outcome);
             }
         }
     }
@@ -222,15 +339,16 @@ impl Agent {
                 return Ok(());
             };
             if !channel.has_peer() {
-                // Nobody to read it; a reconnecting host starts with guest-sync anyway.
-                self.output.clear();
+                if channel.session_ends_with_peer() {
+                    // Nobody to read it; a new client starts with guest-sync anyway.
+                    self.output.clear();
+                }
                 return Ok(());
             }
             let n = channel.write(&self.output)?;
             if n == 0 {
                 if !channel.has_peer() {
-                    log::debug("peer disconnected while a reply was pending");
-                    self.reset_session();
+                    self.peer_gone();
                 }
                 return Ok(());
             }

@@ -194,6 +194,13 @@ impl Channel {
         self.conn.is_some() && !self.host_absent
     }
 
+    /// True for sockets, where a client that leaves takes its session (partial input,
+    /// unsent replies) with it; false for ports, whose host may come back at any time
+    /// and is announced late (virtio-serial data can arrive before the port-open event).
+    pub fn session_ends_with_peer(&self) -> bool {
+        self.listener.is_some()
+    }
+
     /// The peer hung up (POLLHUP seen without reading).
     pub fn hang_up(&mut self) {
         self.peer_gone();

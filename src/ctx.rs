@@ -1,5 +1,7 @@
-//! What every handler receives: the root it reads the system through (so tests can
-//! point it at a fixture tree), the configuration, and agent state that outlives a request.
+//! What handlers receive: the environment ([`Ctx`]: the root they read the system
+//! through, so tests can point it at a fixture tree, the configuration and the
+//! allow/block filter), read-only; and the loop's session state ([`Session`]), handed
+//! only to the handlers that change it.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,11 @@ pub struct Ctx {
     pub root: PathBuf,
     pub config: Config,
     pub filter: Filter,
+}
+
+/// State that outlives a request and belongs to the loop, not to the environment.
+#[derive(Default)]
+pub struct Session {
     /// Set by guest-fsfreeze-freeze; only commands marked `while_frozen` run.
     pub frozen: bool,
     /// One-shot: the next reply is preceded by 0xFF (guest-sync-delimited).
@@ -31,10 +38,6 @@ impl Ctx {
             root: root.into(),
             config,
             filter,
-            frozen: false,
-            delimit_next_reply: false,
-            cpu_sampler: CpuSampler::default(),
-            cpu_utilization_sampler: CpuSampler::default(),
         }
     }
 

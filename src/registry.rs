@@ -9,11 +9,14 @@ use crate::commands::{
     bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, host, memory, net, power,
     session, ssh, time, users,
 };
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
-use crate::protocol::args::{call, call_mut};
+use crate::job::Step;
+use crate::protocol::args::{call, call_job, call_mut};
 
-pub type Handler = fn(&mut Ctx, Value) -> Result<Value, Error>;
+/// Parses the arguments, runs the handler and encodes its answer, now or after the
+/// program it waits for.
+pub type Handler = fn(&Ctx, &mut Session, Value) -> Result<Step<Value>, Error>;
 
 pub struct Command {
     pub name: &'static str,
@@ -46,115 +49,135 @@ impl Command {
 }
 
 pub static COMMANDS: &[Command] = &[
-    Command::new("guest-sync-delimited", |c, a| {
-        call_mut(c, a, session::sync_delimited)
+    Command::new("guest-sync-delimited", |c, s, a| {
+        call_mut(c, s, a, session::sync_delimited)
     })
     .while_frozen(),
-    Command::new("guest-sync", |c, a| call(c, a, session::sync)).while_frozen(),
-    Command::new("guest-ping", |c, a| call(c, a, session::ping)).while_frozen(),
-    Command::new("guest-info", |c, a| call(c, a, session::info)).while_frozen(),
+    Command::new("guest-sync", |c, s, a| call(c, s, a, session::sync)).while_frozen(),
+    Command::new("guest-ping", |c, s, a| call(c, s, a, session::ping)).while_frozen(),
+    Command::new("guest-info", |c, s, a| call_mut(c, s, a, session::info)).while_frozen(),
     // BC-Linux monitoring and management (issue #3)
-    Command::new("guest-get-memory-status", |c, a| {
-        call(c, a, bc_monitor::get_memory_status)
+    Command::new("guest-get-memory-status", |c, s, a| {
+        call(c, s, a, bc_monitor::get_memory_status)
     }),
-    Command::new("guest-get-system-info", |c, a| {
-        call(c, a, bc_monitor::get_system_info)
+    Command::new("guest-get-system-info", |c, s, a| {
+        call(c, s, a, bc_monitor::get_system_info)
     }),
-    Command::new("guest-get-oom-status", |c, a| {
-        call(c, a, bc_oom::get_oom_status)
+    Command::new("guest-get-oom-status", |c, s, a| {
+        call(c, s, a, bc_oom::get_oom_status)
     }),
-    Command::new("guest-get-app-status", |c, a| {
-        call_mut(c, a, bc_apps::get_app_status)
+    Command::new("guest-get-app-status", |c, s, a| {
+        call_mut(c, s, a, bc_apps::get_app_status)
     }),
-    Command::new("guest-get-disk-status", |c, a| {
-        call(c, a, bc_disk::get_disk_status)
+    Command::new("guest-get-disk-status", |c, s, a| {
+        call_job(c, s, a, bc_disk::get_disk_status)
     }),
-    Command::new("guest-user-check", |c, a| call(c, a, bc_check::user_check)),
-    Command::new("change-hostname", |c, a| {
-        call(c, a, bc_admin::change_hostname)
+    Command::new("guest-user-check", |c, s, a| {
+        call_job(c, s, a, bc_check::user_check)
     }),
-    Command::new("change-password", |c, a| {
-        call(c, a, bc_admin::change_password)
+    Command::new("change-hostname", |c, s, a| {
+        call(c, s, a, bc_admin::change_hostname)
     }),
-    Command::new("guest-get-monitoring-items", |c, a| {
-        call(c, a, bc_monitor::get_monitoring_items)
+    Command::new("change-password", |c, s, a| {
+        call_job(c, s, a, bc_admin::change_password)
+    }),
+    Command::new("guest-get-monitoring-items", |c, s, a| {
+        call_job(c, s, a, bc_monitor::get_monitoring_items)
     }),
     // BC-Linux commands VMAnalyzer polls (issue #5)
-    Command::new("bc-guest-get-tcp-snmp", |c, a| {
-        call(c, a, crate::commands::tcp::get_tcp_snmp)
+    Command::new("bc-guest-get-tcp-snmp", |c, s, a| {
+        call(c, s, a, crate::commands::tcp::get_tcp_snmp)
     }),
-    Command::new("guest-get-tcp-conn-state", |c, a| {
-        call(c, a, crate::commands::tcp::get_tcp_conn_state)
+    Command::new("guest-get-tcp-conn-state", |c, s, a| {
+        call(c, s, a, crate::commands::tcp::get_tcp_conn_state)
     }),
-    Command::new("guest-get-tcp-conn", |c, a| {
-        call(c, a, crate::commands::tcp::get_tcp_conn)
+    Command::new("guest-get-tcp-conn", |c, s, a| {
+        call(c, s, a, crate::commands::tcp::get_tcp_conn)
     }),
-    Command::new("guest-get-cpustinfo", |c, a| {
-        call(c, a, crate::commands::cpu_info::get_cpustinfo)
+    Command::new("guest-get-cpustinfo", |c, s, a| {
+        call(c, s, a, crate::commands::cpu_info::get_cpustinfo)
     }),
-    Command::new("bc-guest-get-diskstats", |c, a| {
-        call(c, a, crate::commands::disk_io::get_diskstats)
+    Command::new("bc-guest-get-diskstats", |c, s, a| {
+        call(c, s, a, crate::commands::disk_io::get_diskstats)
     }),
-    Command::new("guest-get-load-average", |c, a| {
-        call(c, a, crate::commands::sysload::get_load_average)
+    Command::new("guest-get-load-average", |c, s, a| {
+        call(c, s, a, crate::commands::sysload::get_load_average)
     }),
-    Command::new("guest-get-lastboot-time", |c, a| {
-        call(c, a, crate::commands::sysload::get_lastboot_time)
+    Command::new("guest-get-lastboot-time", |c, s, a| {
+        call(c, s, a, crate::commands::sysload::get_lastboot_time)
     }),
-    Command::new("guest-get-cpu-utilization", |c, a| {
-        call_mut(c, a, crate::commands::sysload::get_cpu_utilization)
+    Command::new("guest-get-cpu-utilization", |c, s, a| {
+        call_mut(c, s, a, crate::commands::sysload::get_cpu_utilization)
     }),
-    Command::new("guest-get-cputopn-status", |c, a| {
-        call_mut(c, a, crate::commands::topn::get_cputopn_status)
+    Command::new("guest-get-cputopn-status", |c, s, a| {
+        call_mut(c, s, a, crate::commands::topn::get_cputopn_status)
     }),
-    Command::new("guest-get-memtopn-status", |c, a| {
-        call_mut(c, a, crate::commands::topn::get_memtopn_status)
+    Command::new("guest-get-memtopn-status", |c, s, a| {
+        call_mut(c, s, a, crate::commands::topn::get_memtopn_status)
     }),
     // Upstream parity I: host, time, network, CPUs, memory blocks, power, users (issue #4)
-    Command::new("guest-get-host-name", |c, a| {
-        call(c, a, host::get_host_name)
+    Command::new("guest-get-host-name", |c, s, a| {
+        call(c, s, a, host::get_host_name)
     }),
-    Command::new("guest-get-time", |c, a| call(c, a, time::get_time)),
-    Command::new("guest-set-time", |c, a| call(c, a, time::set_time)),
-    Command::new("guest-get-vcpus", |c, a| call(c, a, cpu::get_vcpus)),
-    Command::new("guest-set-vcpus", |c, a| call(c, a, cpu::set_vcpus)),
-    Command::new("guest-get-memory-blocks", |c, a| {
-        call(c, a, memory::get_memory_blocks)
+    Command::new("guest-get-time", |c, s, a| call(c, s, a, time::get_time)),
+    Command::new("guest-set-time", |c, s, a| {
+        call_job(c, s, a, time::set_time)
     }),
-    Command::new("guest-set-memory-blocks", |c, a| {
-        call(c, a, memory::set_memory_blocks)
+    Command::new("guest-get-vcpus", |c, s, a| call(c, s, a, cpu::get_vcpus)),
+    Command::new("guest-set-vcpus", |c, s, a| call(c, s, a, cpu::set_vcpus)),
+    Command::new("guest-get-memory-blocks", |c, s, a| {
+        call(c, s, a, memory::get_memory_blocks)
     }),
-    Command::new("guest-get-memory-block-info", |c, a| {
-        call(c, a, memory::get_memory_block_info)
+    Command::new("guest-set-memory-blocks", |c, s, a| {
+        call(c, s, a, memory::set_memory_blocks)
     }),
-    Command::new("guest-network-get-interfaces", |c, a| {
-        call(c, a, net::get_interfaces)
+    Command::new("guest-get-memory-block-info", |c, s, a| {
+        call(c, s, a, memory::get_memory_block_info)
     }),
-    Command::new("guest-network-get-route", |c, a| call(c, a, net::get_route)),
-    Command::new("guest-shutdown", |c, a| call(c, a, power::shutdown)).no_success_response(),
-    Command::new("guest-suspend-disk", |c, a| call(c, a, power::suspend_disk))
-        .no_success_response(),
-    Command::new("guest-suspend-ram", |c, a| call(c, a, power::suspend_ram)).no_success_response(),
-    Command::new("guest-suspend-hybrid", |c, a| {
-        call(c, a, power::suspend_hybrid)
+    Command::new("guest-network-get-interfaces", |c, s, a| {
+        call(c, s, a, net::get_interfaces)
+    }),
+    Command::new("guest-network-get-route", |c, s, a| {
+        call(c, s, a, net::get_route)
+    }),
+    Command::new("guest-shutdown", |c, s, a| {
+        call_job(c, s, a, power::shutdown)
     })
     .no_success_response(),
-    Command::new("guest-get-osinfo", |c, a| call(c, a, host::get_osinfo)),
-    Command::new("guest-get-users", |c, a| call(c, a, users::get_users)),
-    Command::new("guest-get-timezone", |c, a| call(c, a, time::get_timezone)),
-    Command::new("guest-get-load", |c, a| call(c, a, cpu::get_load)),
-    Command::new("guest-get-cpustats", |c, a| call(c, a, cpu::get_cpustats)),
-    Command::new("guest-set-user-password", |c, a| {
-        call(c, a, users::set_user_password)
+    Command::new("guest-suspend-disk", |c, s, a| {
+        call_job(c, s, a, power::suspend_disk)
+    })
+    .no_success_response(),
+    Command::new("guest-suspend-ram", |c, s, a| {
+        call_job(c, s, a, power::suspend_ram)
+    })
+    .no_success_response(),
+    Command::new("guest-suspend-hybrid", |c, s, a| {
+        call_job(c, s, a, power::suspend_hybrid)
+    })
+    .no_success_response(),
+    Command::new("guest-get-osinfo", |c, s, a| {
+        call(c, s, a, host::get_osinfo)
     }),
-    Command::new("guest-ssh-get-authorized-keys", |c, a| {
-        call(c, a, ssh::get_authorized_keys)
+    Command::new("guest-get-users", |c, s, a| call(c, s, a, users::get_users)),
+    Command::new("guest-get-timezone", |c, s, a| {
+        call(c, s, a, time::get_timezone)
     }),
-    Command::new("guest-ssh-add-authorized-keys", |c, a| {
-        call(c, a, ssh::add_authorized_keys)
+    Command::new("guest-get-load", |c, s, a| call(c, s, a, cpu::get_load)),
+    Command::new("guest-get-cpustats", |c, s, a| {
+        call(c, s, a, cpu::get_cpustats)
     }),
-    Command::new("guest-ssh-remove-authorized-keys", |c, a| {
-        call(c, a, ssh::remove_authorized_keys)
+    Command::new("guest-set-user-password", |c, s, a| {
+        call_job(c, s, a, users::set_user_password)
+    }),
+    Command::new("guest-ssh-get-authorized-keys", |c, s, a| {
+        call_job(c, s, a, ssh::get_authorized_keys)
+    }),
+    Command::new("guest-ssh-add-authorized-keys", |c, s, a| {
+        call_job(c, s, a, ssh::add_authorized_keys)
+    }),
+    Command::new("guest-ssh-remove-authorized-keys", |c, s, a| {
+        call_job(c, s, a, ssh::remove_authorized_keys)
     }),
 ];
 

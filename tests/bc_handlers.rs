@@ -15,7 +15,7 @@ use qga::commands::bc_monitor::{self, MemoryStatus, SwapStatus, SystemInfo};
 use qga::commands::bc_oom::{self, OomStatus};
 use qga::commands::NoArgs;
 use qga::config::DiskStatusFormat;
-use qga::ctx::Ctx;
+use qga::ctx::{Ctx, Session};
 
 /// A context on the fixture with a private statedir.
 fn ctx(distro: &str, state: &TempDir) -> Ctx {
@@ -194,8 +194,9 @@ fn app_status_every_distro() {
     ];
     let state = TempDir::new("bc-apps");
     for (d, rows, top, pct) in table {
-        let mut c = ctx(d, &state);
-        let got = bc_apps::get_app_status(&mut c, NoArgs {}).unwrap();
+        let c = ctx(d, &state);
+        let mut s = Session::default();
+        let got = bc_apps::get_app_status(&c, &mut s, NoArgs {}).unwrap();
         let lines: Vec<&str> = got.app_status.lines().collect();
         assert_eq!(lines.len(), 7 + rows, "{d}");
         assert!(lines[0].starts_with("top - "), "{d}: {}", lines[0]);
@@ -225,15 +226,16 @@ fn app_status_every_distro() {
 fn app_status_cpu_is_over_the_interval_since_the_previous_call() {
     let root = TempDir::new("bc-apps-interval");
     common::copy_tree(&fixture("centos7"), root.path());
-    let mut c = Ctx::with_root(root.path());
-    bc_apps::get_app_status(&mut c, NoArgs {}).unwrap();
+    let c = Ctx::with_root(root.path());
+    let mut s = Session::default();
+    bc_apps::get_app_status(&c, &mut s, NoArgs {}).unwrap();
     // Ten seconds later sshd (pid 812) used 5 s of CPU, nothing else ran.
     fs::write(root.join("proc/uptime"), "350745.47 1402978.90\n").unwrap();
     let stat = fs::read_to_string(root.join("proc/812/stat")).unwrap();
     let mut f: Vec<String> = stat.split_whitespace().map(String::from).collect();
     f[13] = (f[13].parse::<u64>().unwrap() + 500).to_string();
     fs::write(root.join("proc/812/stat"), f.join(" ") + "\n").unwrap();
-    let got = bc_apps::get_app_status(&mut c, NoArgs {}).unwrap();
+    let got = bc_apps::get_app_status(&c, &mut s, NoArgs {}).unwrap();
     assert_eq!(
         (got.processes[0].pid, got.processes[0].cpu_percent),
         (812, 50.0)
@@ -244,7 +246,8 @@ fn app_status_cpu_is_over_the_interval_since_the_previous_call() {
 #[test]
 fn app_status_rows_have_top_columns() {
     let state = TempDir::new("bc-apps-cols");
-    let got = bc_apps::get_app_status(&mut ctx("centos6", &state), NoArgs {}).unwrap();
+    let got = bc_apps::get_app_status(&ctx("centos6", &state), &mut Session::default(), NoArgs {})
+        .unwrap();
     let mysql = got
         .app_status
         .lines()
@@ -312,7 +315,11 @@ fn disk_status_every_distro() {
     for (d, want) in table {
         let root = disk_root(d);
         let c = Ctx::with_root(root.path());
-        let DiskStatus::Map(got) = bc_disk::get_disk_status(&c, NoArgs {}).unwrap() else {
+        let DiskStatus::Map(got) = bc_disk::get_disk_status(&c, NoArgs {})
+            .unwrap()
+            .finish(&c)
+            .unwrap()
+        else {
             panic!("{d}: map expected");
         };
         let keys: Vec<(&str, bool)> = got.iter().map(|(k, v)| (k.as_str(), v.writable)).collect();
@@ -329,7 +336,11 @@ fn disk_status_list_format_uses_df_strings() {
     let root = disk_root("centos6");
     let mut c = Ctx::with_root(root.path());
     c.config.disk_status_format = DiskStatusFormat::List;
-    let DiskStatus::List(got) = bc_disk::get_disk_status(&c, NoArgs {}).unwrap() else {
+    let DiskStatus::List(got) = bc_disk::get_disk_status(&c, NoArgs {})
+        .unwrap()
+        .finish(&c)
+        .unwrap()
+    else {
         panic!("list expected");
     };
     let places: Vec<&str> = got.iter().map(|e| e.mount_place.as_str()).collect();
@@ -344,7 +355,10 @@ fn monitoring_items_match_the_single_commands() {
     let state = TempDir::new("bc-items");
     for d in DISTROS {
         let c = ctx(d, &state);
-        let items = bc_monitor::get_monitoring_items(&c, NoArgs {}).unwrap();
+        let items = bc_monitor::get_monitoring_items(&c, NoArgs {})
+            .unwrap()
+            .finish(&c)
+            .unwrap();
         assert_eq!(
             items.memory,
             bc_monitor::get_memory_status(&c, NoArgs {}).unwrap(),
@@ -450,7 +464,11 @@ fn change_password_rejects_bad_passwords_with_einval() {
     for bad in ["a\nb", "a\0b", &"x".repeat(4097)] {
         let args = serde_json::from_value(serde_json::json!({ "new-password": bad })).unwrap();
         assert_eq!(
-            bc_admin::change_password(&c, args).unwrap().errnum,
+            bc_admin::change_password(&c, args)
+                .unwrap()
+                .finish(&c)
+                .unwrap()
+                .errnum,
             libc::EINVAL
         );
     }

@@ -4,8 +4,8 @@
 //! request can reach a command that changes the machine.
 
 use qga::config::Config;
-use qga::ctx::Ctx;
-use qga::protocol::dispatch;
+use qga::ctx::{Ctx, Session};
+use qga::protocol::dispatch::{self, Outcome};
 use qga::protocol::framer::{Frame, Framer};
 
 /// xorshift64*: deterministic, so a failure reproduces from its seed.
@@ -84,7 +84,8 @@ fn random_garbage_never_panics_and_the_stream_recovers() {
             b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":4242}}",
         );
 
-        let mut ctx = session_only_ctx();
+        let ctx = session_only_ctx();
+        let mut session = Session::default();
         let mut framer = Framer::default();
         let mut last = Vec::new();
         let mut rest = &input[..];
@@ -98,7 +99,7 @@ fn random_garbage_never_panics_and_the_stream_recovers() {
                 chunk = &chunk[n..];
                 if let Some(frame) = frame {
                     let is_text = matches!(frame, Frame::Text(_));
-                    if let Some(reply) = dispatch::handle(&mut ctx, frame) {
+                    if let Outcome::Reply(reply) = dispatch::handle(&ctx, &mut session, frame) {
                         assert_eq!(reply.iter().filter(|&&b| b == b'\n').count(), 1);
                         last = reply;
                     } else {

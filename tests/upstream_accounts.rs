@@ -202,3 +202,61 @@ fn ssh_key_errors() {
     assert!(desc.contains("symbolic links are refused"), "{desc}");
     assert!(!root.join("etc/authorized_keys").exists());
 }
+
+/// musl has no NSS: a user only LDAP/SSSD knows is found through `getent passwd`, for
+/// the password and the ssh-key commands alike; a name getent does not know is still
+/// refused.
+#[test]
+fn users_beyond_etc_passwd_are_found_with_getent() {
+    let (root, uid, gid) = accounts_root();
+    std::fs::create_dir_all(root.join("home/carol/.ssh")).unwrap();
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnly carol@ldap";
+    std::fs::write(
+        root.join("home/carol/.ssh/authorized_keys"),
+        format!("{key}\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(
+        root.join("home/carol/.ssh/authorized_keys"),
+        Some(uid),
+        Some(gid),
+    )
+    .unwrap();
+    let bin = FakeBin::new();
+    bin.program("chpasswd", 0);
+    bin.script(
+        "getent",
+        &format!(
+            "[ \"$1 $2\" = 'passwd carol' ] || exit 2\necho 'carol:*:{uid}:{gid}:Carol:/home/carol:/bin/sh'"
+        ),
+    );
+    let log = root.join("agent.log");
+    let agent = agent(root.path(), &bin, &log);
+    let got = agent.call(
+        "guest-ssh-get-authorized-keys",
+        json!({"username": "carol"}),
+    );
+    assert_eq!(got, json!({"keys": [key]}));
+    let args = json!({"username": "carol", "password": b64("pw"), "crypted": false});
+    assert_eq!(agent.call("guest-set-user-password", args), json!({}));
+    assert_eq!(bin.stdin_of("chpasswd"), "carol:pw\n");
+    let args = json!({"username": "dave", "password": b64("pw"), "crypted": false});
+    assert_eq!(
+        error_of(&agent, "guest-set-user-password", args),
+        "user 'dave' does not exist"
+    );
+    // alice is in /etc/passwd: getent is not asked for her.
+    agent.call(
+        "guest-ssh-get-authorized-keys",
+        json!({"username": "alice"}),
+    );
+    assert_eq!(
+        bin.calls(),
+        [
+            "getent passwd carol",
+            "getent passwd carol",
+            "chpasswd",
+            "getent passwd dave"
+        ]
+    );
+}

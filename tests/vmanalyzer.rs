@@ -5,7 +5,7 @@ mod common;
 
 use common::{fixture, DISTROS};
 use qga::commands::{cpu_info, disk_io, sysload, tcp, topn, NoArgs};
-use qga::ctx::Ctx;
+use qga::ctx::{Ctx, Session};
 use qga::protocol::args::parse_args;
 use serde_json::json;
 
@@ -304,15 +304,16 @@ fn cpu_utilization_first_call_covers_the_time_since_boot() {
         ("modern", "3.37", "96.58"),
     ];
     for (distro, busy, idle) in table {
-        let mut c = ctx(distro);
-        let u = sysload::get_cpu_utilization(&mut c, NoArgs {}).unwrap();
+        let c = ctx(distro);
+        let mut s = Session::default();
+        let u = sysload::get_cpu_utilization(&c, &mut s, NoArgs {}).unwrap();
         assert_eq!(
             (u.cpu_util.as_str(), u.idle.as_str()),
             (busy, idle),
             "{distro}"
         );
         // Same /proc/stat again: no tick passed, so the since-boot figures stand.
-        let again = sysload::get_cpu_utilization(&mut c, NoArgs {}).unwrap();
+        let again = sysload::get_cpu_utilization(&c, &mut s, NoArgs {}).unwrap();
         assert_eq!(again, u, "{distro}");
     }
 }
@@ -326,12 +327,13 @@ fn cpu_utilization_interval_is_its_own() {
         std::fs::write(dir.join("proc/stat"), text).unwrap();
     };
     stat(100, 800);
-    let mut c = Ctx::with_root(dir.path());
-    sysload::get_cpu_utilization(&mut c, NoArgs {}).unwrap();
+    let c = Ctx::with_root(dir.path());
+    let mut s = Session::default();
+    sysload::get_cpu_utilization(&c, &mut s, NoArgs {}).unwrap();
     // Another command sampling the CPU in between must not shorten this interval.
-    c.cpu_sampler.cpu_delta(qga::proc::CpuTimes::default());
+    s.cpu_sampler.cpu_delta(qga::proc::CpuTimes::default());
     stat(400, 900);
-    let u = sysload::get_cpu_utilization(&mut c, NoArgs {}).unwrap();
+    let u = sysload::get_cpu_utilization(&c, &mut s, NoArgs {}).unwrap();
     assert_eq!(
         (u.cpu_util.as_str(), u.user.as_str(), u.idle.as_str()),
         ("75.00", "75.00", "25.00")
@@ -349,12 +351,13 @@ fn topn_on_every_distro_is_never_empty_and_all_strings() {
         ("modern", "2301", "1102"),
     ];
     for (distro, cpu_first, mem_first) in table {
-        let mut c = ctx(distro);
-        let cpu = topn::get_cputopn_status(&mut c, parse_args(json!({})).unwrap()).unwrap();
+        let c = ctx(distro);
+        let mut s = Session::default();
+        let cpu = topn::get_cputopn_status(&c, &mut s, parse_args(json!({})).unwrap()).unwrap();
         assert_eq!(cpu.len(), 5, "{distro}");
         assert_eq!(cpu[0].process_id, cpu_first, "{distro}");
         let mem =
-            topn::get_memtopn_status(&mut c, parse_args(json!({"memtopn-num": "3"})).unwrap())
+            topn::get_memtopn_status(&c, &mut s, parse_args(json!({"memtopn-num": "3"})).unwrap())
                 .unwrap();
         assert_eq!(mem.len(), 3, "{distro}");
         assert_eq!(mem[0].process_id, mem_first, "{distro}");
@@ -365,9 +368,11 @@ fn topn_on_every_distro_is_never_empty_and_all_strings() {
             }
         }
     }
-    let mut c = ctx("centos6");
-    let java = &topn::get_cputopn_status(&mut c, parse_args(json!({"cputopn-num": 1})).unwrap())
-        .unwrap()[0];
+    let c = ctx("centos6");
+    let mut s = Session::default();
+    let java =
+        &topn::get_cputopn_status(&c, &mut s, parse_args(json!({"cputopn-num": 1})).unwrap())
+            .unwrap()[0];
     assert_eq!(java.process_info.user, "bcadmin");
     assert_eq!(java.process_info.open_files, "120");
     assert_eq!(java.process_info.cmd_name, "java -Xmx2g -jar app.jar");
@@ -376,7 +381,8 @@ fn topn_on_every_distro_is_never_empty_and_all_strings() {
 #[test]
 fn every_distro_fixture_answers_every_command() {
     for distro in DISTROS {
-        let mut c = ctx(distro);
+        let c = ctx(distro);
+        let mut s = Session::default();
         tcp::get_tcp_snmp(&c, NoArgs {}).unwrap();
         tcp::get_tcp_conn_state(&c, NoArgs {}).unwrap();
         tcp::get_tcp_conn(&c, NoArgs {}).unwrap();
@@ -384,6 +390,6 @@ fn every_distro_fixture_answers_every_command() {
         disk_io::get_diskstats(&c, NoArgs {}).unwrap();
         sysload::get_load_average(&c, NoArgs {}).unwrap();
         sysload::get_lastboot_time(&c, NoArgs {}).unwrap();
-        sysload::get_cpu_utilization(&mut c, NoArgs {}).unwrap();
+        sysload::get_cpu_utilization(&c, &mut s, NoArgs {}).unwrap();
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Agent, TempDir};
 use qga::commands::topn::{self, CpuTopnArgs, MemTopnArgs, TopProcess};
-use qga::ctx::Ctx;
+use qga::ctx::{Ctx, Session};
 use qga::protocol::args::parse_args;
 use serde_json::json;
 
@@ -113,9 +113,9 @@ fn procs(ticks: [u64; 4]) -> Vec<Proc> {
     ]
 }
 
-fn cpu_top(ctx: &mut Ctx, n: serde_json::Value) -> Vec<TopProcess> {
+fn cpu_top(ctx: &Ctx, s: &mut Session, n: serde_json::Value) -> Vec<TopProcess> {
     let args: CpuTopnArgs = parse_args(json!({ "cputopn-num": n })).unwrap();
-    topn::get_cputopn_status(ctx, args).unwrap()
+    topn::get_cputopn_status(ctx, s, args).unwrap()
 }
 
 fn pids(list: &[TopProcess]) -> Vec<&str> {
@@ -127,8 +127,9 @@ fn first_call_ranks_by_cpu_since_process_start() {
     let dir = TempDir::new("topn-first");
     // At 1000 s uptime: mysqld used 5000 ticks over its life, java 6000 over a shorter one.
     write_tree(dir.path(), 1000.0, &procs([300, 6000, 5000, 900]));
-    let mut ctx = Ctx::with_root(dir.path());
-    let top = cpu_top(&mut ctx, json!("3"));
+    let ctx = Ctx::with_root(dir.path());
+    let mut s = Session::default();
+    let top = cpu_top(&ctx, &mut s, json!("3"));
     assert_eq!(pids(&top), ["200", "300", "400"]);
     let hz = qga::proc::clock_ticks() as f64;
     let java = 6000.0 * 100.0 / (1000.0 * hz - 5000.0);
@@ -149,11 +150,12 @@ fn first_call_ranks_by_cpu_since_process_start() {
 fn later_calls_rank_by_cpu_over_the_interval() {
     let dir = TempDir::new("topn-interval");
     write_tree(dir.path(), 1000.0, &procs([300, 6000, 5000, 900]));
-    let mut ctx = Ctx::with_root(dir.path());
-    cpu_top(&mut ctx, json!(5));
+    let ctx = Ctx::with_root(dir.path());
+    let mut s = Session::default();
+    cpu_top(&ctx, &mut s, json!(5));
     // Ten seconds later init was busy (+800 ticks), java idle, mysqld +100.
     write_tree(dir.path(), 1010.0, &procs([1100, 6000, 5100, 900]));
-    let top = cpu_top(&mut ctx, json!(5));
+    let top = cpu_top(&ctx, &mut s, json!(5));
     assert_eq!(
         pids(&top),
         ["1", "300", "200", "400"],
@@ -171,13 +173,14 @@ fn later_calls_rank_by_cpu_over_the_interval() {
 fn memtopn_ranks_by_resident_memory_and_defaults_to_five() {
     let dir = TempDir::new("topn-mem");
     write_tree(dir.path(), 1000.0, &procs([300, 6000, 5000, 900]));
-    let mut ctx = Ctx::with_root(dir.path());
+    let ctx = Ctx::with_root(dir.path());
+    let mut s = Session::default();
     let args: MemTopnArgs = parse_args(json!({})).unwrap();
-    let top = topn::get_memtopn_status(&mut ctx, args).unwrap();
+    let top = topn::get_memtopn_status(&ctx, &mut s, args).unwrap();
     assert_eq!(pids(&top), ["300", "200", "1", "400"]);
     let args: MemTopnArgs = parse_args(json!({"memtopn-num": 1})).unwrap();
     assert_eq!(
-        pids(&topn::get_memtopn_status(&mut ctx, args).unwrap()),
+        pids(&topn::get_memtopn_status(&ctx, &mut s, args).unwrap()),
         ["300"]
     );
 }
@@ -186,9 +189,10 @@ fn memtopn_ranks_by_resident_memory_and_defaults_to_five() {
 fn an_empty_proc_is_an_error_not_an_empty_list() {
     let dir = TempDir::new("topn-empty");
     write_tree(dir.path(), 1000.0, &[]);
-    let mut ctx = Ctx::with_root(dir.path());
+    let ctx = Ctx::with_root(dir.path());
+    let mut s = Session::default();
     let args: CpuTopnArgs = parse_args(json!({})).unwrap();
-    assert!(topn::get_cputopn_status(&mut ctx, args).is_err());
+    assert!(topn::get_cputopn_status(&ctx, &mut s, args).is_err());
 }
 
 #[test]

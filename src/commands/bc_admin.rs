@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::{self, Step};
 use crate::{accounts, distro, log, rewrite};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -257,14 +258,14 @@ pub struct PasswordArgs {
 }
 
 /// Sets root's password; the secret goes only to chpasswd's stdin.
-pub fn change_password(_: &Ctx, args: PasswordArgs) -> Result<Errnum, Error> {
+pub fn change_password(_: &Ctx, args: PasswordArgs) -> Result<Step<Errnum>, Error> {
     let pw = args.new_password.as_bytes();
     if pw.contains(&b'\n') || pw.contains(&0) || pw.len() > accounts::MAX_PASSWORD {
-        return Ok(Errnum {
+        return Ok(Step::Done(Errnum {
             errnum: libc::EINVAL,
-        });
+        }));
     }
-    Ok(Errnum::of(accounts::chpasswd("root", pw, false)))
+    job::settle(accounts::chpasswd("root", pw, false), |r| Ok(Errnum::of(r)))
 }
 
 #[cfg(test)]

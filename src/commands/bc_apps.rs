@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::NoArgs;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::proc::{self, CpuTimes, LoadAvg, MemInfo, Process};
 use crate::{accounts, localtime, utmp};
@@ -40,7 +40,7 @@ pub struct ProcessRow {
     pub cmdline: String,
 }
 
-pub fn get_app_status(ctx: &mut Ctx, _: NoArgs) -> Result<AppStatus, Error> {
+pub fn get_app_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<AppStatus, Error> {
     let hz = proc::clock_ticks();
     let stat = proc::parse_stat(&ctx.read("proc/stat")?)?;
     let uptime = proc::read_uptime(ctx)?;
@@ -48,7 +48,7 @@ pub fn get_app_status(ctx: &mut Ctx, _: NoArgs) -> Result<AppStatus, Error> {
     let mem = proc::parse_meminfo(&ctx.read("proc/meminfo")?)?;
     let procs = proc::read_processes(ctx);
     let (pcts, cpu) = {
-        let sampler = &mut ctx.cpu_sampler;
+        let sampler = &mut session.cpu_sampler;
         (
             sampler.sample(&procs, uptime, hz),
             sampler.cpu_delta(stat.total),

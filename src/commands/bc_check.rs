@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::child;
+use crate::child::Run;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::log;
 
 /// Merged stdout and stderr kept per check.
@@ -39,7 +40,7 @@ pub struct UserCheck {
     pub truncated: bool,
 }
 
-pub fn user_check(ctx: &Ctx, args: UserCheckArgs) -> Result<UserCheck, Error> {
+pub fn user_check(ctx: &Ctx, args: UserCheckArgs) -> Result<Step<UserCheck>, Error> {
     let script = match &args.command {
         Some(cmd) => {
             if !ctx.config.user_check_adhoc {
@@ -67,21 +68,23 @@ pub fn user_check(ctx: &Ctx, args: UserCheckArgs) -> Result<UserCheck, Error> {
         cmd.env("PATH", DEFAULT_PATH);
     }
     let timeout = Duration::from_secs(ctx.config.user_check_timeout);
-    let done = child::run(cmd, b"", timeout, OUTPUT_CAP)
-        .map_err(|e| Error::io(format!("failed to run {SHELL}"), e))?;
-    log::debug(&format!(
-        "user check '{}' exited with {}{}",
-        args.command_name,
-        done.exit_code(),
-        if done.timed_out() { " (timed out)" } else { "" }
-    ));
-    Ok(UserCheck {
-        command_name: args.command_name,
-        result: String::from_utf8_lossy(&done.output).into_owned(),
-        exit_status: done.exit_code(),
-        timed_out: done.timed_out(),
-        truncated: done.truncated,
-    })
+    let run = Run::program(cmd, Vec::new(), timeout, OUTPUT_CAP);
+    Ok(Step::wait(run, move |_, result| {
+        let done = result.map_err(|e| Error::io(format!("failed to run {SHELL}"), e))?;
+        log::debug(&format!(
+            "user check '{}' exited with {}{}",
+            args.command_name,
+            done.exit_code(),
+            if done.timed_out() { " (timed out)" } else { "" }
+        ));
+        Ok(Step::Done(UserCheck {
+            command_name: args.command_name,
+            result: String::from_utf8_lossy(&done.output).into_owned(),
+            exit_status: done.exit_code(),
+            timed_out: done.timed_out(),
+            truncated: done.truncated,
+        }))
+    }))
 }
 
 #[cfg(test)]
@@ -102,6 +105,8 @@ mod tests {
             &ctx,
             args("pipe", Some("printf 'a\\nb\\n' | grep b; exit 4")),
         )
+        .unwrap()
+        .finish(&ctx)
         .unwrap();
         assert_eq!(r.result, "b\n");
         assert_eq!(r.exit_status, 4);
@@ -115,7 +120,11 @@ mod tests {
             .user_checks
             .insert("hello".into(), "echo hi".into());
         assert_eq!(
-            user_check(&ctx, args("hello", None)).unwrap().result,
+            user_check(&ctx, args("hello", None))
+                .unwrap()
+                .finish(&ctx)
+                .unwrap()
+                .result,
             "hi\n"
         );
         let err = user_check(&ctx, args("$(reboot)", None)).unwrap_err();
@@ -128,6 +137,10 @@ mod tests {
         ctx.config.user_check_adhoc = false;
         ctx.config.user_checks.insert("ok".into(), "true".into());
         assert!(user_check(&ctx, args("x", Some("true"))).is_err());
-        assert_eq!(user_check(&ctx, args("ok", None)).unwrap().exit_status, 0);
+        let ok = user_check(&ctx, args("ok", None))
+            .unwrap()
+            .finish(&ctx)
+            .unwrap();
+        assert_eq!(ok.exit_status, 0);
     }
 }

@@ -2,15 +2,17 @@
 //! /proc/self/mounts, measured with statvfs(2). Network filesystems are measured in a
 //! forked child with a deadline, so a hung NFS server cannot hang the agent.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::NoArgs;
+use crate::child::Run;
 use crate::config::DiskStatusFormat;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::log;
 use crate::proc::{self, Mount};
 use crate::sys::statvfs::{self, FsStat};
@@ -110,16 +112,25 @@ pub enum DiskStatus {
     List(Vec<DiskEntry>),
 }
 
-pub fn get_disk_status(ctx: &Ctx, _: NoArgs) -> Result<DiskStatus, Error> {
+pub fn get_disk_status(ctx: &Ctx, _: NoArgs) -> Result<Step<DiskStatus>, Error> {
     disk_status(ctx)
 }
 
-pub fn disk_status(ctx: &Ctx) -> Result<DiskStatus, Error> {
+pub fn disk_status(ctx: &Ctx) -> Result<Step<DiskStatus>, Error> {
     let text = ctx
         .read("proc/self/mounts")
         .or_else(|_| ctx.read("proc/mounts"))?;
-    let measured = measure(ctx, &select(proc::parse_mounts(&text)));
-    Ok(match ctx.config.disk_status_format {
+    let measuring = Measuring {
+        left: select(proc::parse_mounts(&text)).into(),
+        measured: Vec::new(),
+        budget_end: Instant::now() + NETWORK_BUDGET,
+    };
+    let format = ctx.config.disk_status_format;
+    measure(ctx, measuring)?.map(move |measured| Ok(shape(format, &measured)))
+}
+
+fn shape(format: DiskStatusFormat, measured: &[(Mount, FsStat)]) -> DiskStatus {
+    match format {
         DiskStatusFormat::Map => DiskStatus::Map(
             measured
                 .iter()
@@ -139,7 +150,7 @@ pub fn disk_status(ctx: &Ctx) -> Result<DiskStatus, Error> {
                 })
                 .collect(),
         ),
-    })
+    }
 }
 
 fn writable(m: &Mount, st: &FsStat) -> bool {
@@ -187,32 +198,57 @@ pub fn select(mounts: Vec<Mount>) -> Vec<Mount> {
         .collect()
 }
 
-/// statvfs of each mount (below the context's root); unanswered mounts are left out.
-fn measure(ctx: &Ctx, mounts: &[Mount]) -> Vec<(Mount, FsStat)> {
-    let budget_end = Instant::now() + NETWORK_BUDGET;
-    let mut out = Vec::with_capacity(mounts.len());
-    for m in mounts {
-        let path = ctx.path(&m.mountpoint);
-        let result = if is_network(&m.fstype) {
-            let left = budget_end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                log::debug(&format!("disk-status: no time left for '{}'", m.mountpoint));
-                continue;
+/// Mounts still to measure and those measured so far.
+struct Measuring {
+    left: VecDeque<Mount>,
+    measured: Vec<(Mount, FsStat)>,
+    /// Network filesystems share one budget: many dead servers must not add up.
+    budget_end: Instant,
+}
+
+/// statvfs of each mount (below the context's root), network ones in a child the loop
+/// bounds, one after the other; unanswered mounts are left out.
+fn measure(ctx: &Ctx, mut m: Measuring) -> Result<Step<Vec<(Mount, FsStat)>>, Error> {
+    while let Some(mount) = m.left.pop_front() {
+        let path = ctx.path(&mount.mountpoint);
+        if !is_network(&mount.fstype) {
+            match statvfs::statvfs(&path) {
+                Ok(st) => m.measured.push((mount, st)),
+                Err(e) => log::debug(&format!("disk-status: statvfs '{}': {e}", mount.mountpoint)),
             }
-            statvfs::statvfs_bounded(&path, left.min(NETWORK_TIMEOUT))
-        } else {
-            statvfs::statvfs(&path).map(Some)
-        };
-        match result {
-            Ok(Some(st)) => out.push((m.clone(), st)),
-            Ok(None) => log::warn(&format!(
-                "disk-status: {} '{}' did not answer statvfs in time, skipped",
-                m.fstype, m.mountpoint
-            )),
-            Err(e) => log::debug(&format!("disk-status: statvfs '{}': {e}", m.mountpoint)),
+            continue;
         }
+        let left = m.budget_end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::debug(&format!(
+                "disk-status: no time left for '{}'",
+                mount.mountpoint
+            ));
+            continue;
+        }
+        let run = Run::Statvfs {
+            path,
+            timeout: left.min(NETWORK_TIMEOUT),
+        };
+        return Ok(Step::wait(run, move |ctx, result| {
+            match result.and_then(|done| {
+                if done.timed_out() {
+                    Ok(None)
+                } else {
+                    statvfs::decode_answer(&done.output).map(Some)
+                }
+            }) {
+                Ok(Some(st)) => m.measured.push((mount, st)),
+                Ok(None) => log::warn(&format!(
+                    "disk-status: {} '{}' did not answer statvfs in time, skipped",
+                    mount.fstype, mount.mountpoint
+                )),
+                Err(e) => log::debug(&format!("disk-status: statvfs '{}': {e}", mount.mountpoint)),
+            }
+            measure(ctx, m)
+        }));
     }
-    out
+    Ok(Step::Done(m.measured))
 }
 
 /// A size as `df -h` prints it: powers of 1024, one decimal below 10, always rounded

@@ -10,6 +10,7 @@ use super::bc_oom::{self, OomStatus};
 use super::NoArgs;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::proc::{self, MemInfo};
 use crate::{distro, localtime, utmp};
 
@@ -163,19 +164,25 @@ pub struct MonitoringItems {
 }
 
 /// Everything a monitoring poll needs in one request instead of five.
-pub fn get_monitoring_items(ctx: &Ctx, _: NoArgs) -> Result<MonitoringItems, Error> {
+pub fn get_monitoring_items(ctx: &Ctx, _: NoArgs) -> Result<Step<MonitoringItems>, Error> {
     let l = proc::parse_loadavg(&ctx.read("proc/loadavg")?)?;
-    Ok(MonitoringItems {
-        memory: get_memory_status(ctx, NoArgs {})?,
-        disk: bc_disk::disk_status(ctx)?,
-        oom: bc_oom::oom_status(ctx)?,
-        system: system_info(ctx),
-        load: Load {
-            one: l.one,
-            five: l.five,
-            fifteen: l.fifteen,
-        },
-        uptime_seconds: proc::read_uptime(ctx)? as u64,
+    let memory = get_memory_status(ctx, NoArgs {})?;
+    let oom = bc_oom::oom_status(ctx)?;
+    let system = system_info(ctx);
+    let uptime_seconds = proc::read_uptime(ctx)? as u64;
+    bc_disk::disk_status(ctx)?.map(move |disk| {
+        Ok(MonitoringItems {
+            memory,
+            disk,
+            oom,
+            system,
+            load: Load {
+                one: l.one,
+                five: l.five,
+                fifteen: l.fifteen,
+            },
+            uptime_seconds,
+        })
     })
 }
 

@@ -2,6 +2,7 @@
 //! guest-suspend-{disk,ram,hybrid} (systemd, then pm-utils, then /sys/power/state, in
 //! qemu-ga's order). Success sends no reply; the registry marks them so.
 
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,9 +12,10 @@ use serde::Deserialize;
 
 use super::{Empty, NoArgs};
 use crate::accounts::find_program;
-use crate::child::{self, Finished};
+use crate::child::{Finished, Run};
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::log;
 
 #[derive(Debug, Deserialize)]
@@ -25,7 +27,7 @@ pub struct ShutdownArgs {
 /// The message `shutdown` broadcasts, as qemu-ga sends it.
 const SHUTDOWN_MESSAGE: &str = "hypervisor initiated shutdown";
 
-pub fn shutdown(_: &Ctx, args: ShutdownArgs) -> Result<Empty, Error> {
+pub fn shutdown(_: &Ctx, args: ShutdownArgs) -> Result<Step<Empty>, Error> {
     let flag = shutdown_flag(args.mode.as_deref())?;
     log::info(&format!(
         "guest-shutdown called, mode: {}",
@@ -37,14 +39,16 @@ pub fn shutdown(_: &Ctx, args: ShutdownArgs) -> Result<Empty, Error> {
     let mut cmd = Command::new(program);
     // "-h" first, as qemu-ga: sysvinit and upstart take the last of -h/-r.
     cmd.args(["-h", flag, "+0", SHUTDOWN_MESSAGE]);
-    let done = run(cmd, SHUTDOWN_TIMEOUT)?;
-    match exit_code(&done) {
-        None => Err(Error::Failed(
-            "child process has terminated abnormally".into(),
-        )),
-        Some(0) => Ok(Empty {}),
-        Some(_) => Err(Error::Failed("child process has failed to shutdown".into())),
-    }
+    Ok(Step::wait(
+        run(cmd, SHUTDOWN_TIMEOUT),
+        |_, result| match exit_code(&started(result)?) {
+            None => Err(Error::Failed(
+                "child process has terminated abnormally".into(),
+            )),
+            Some(0) => Ok(Step::Done(Empty {})),
+            Some(_) => Err(Error::Failed("child process has failed to shutdown".into())),
+        },
+    ))
 }
 
 /// `shutdown +0` only asks init to act and returns at once.
@@ -56,9 +60,14 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// of a large guest takes a while.
 const SUSPEND_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Runs a power program (output discarded) under a deadline.
-fn run(cmd: Command, timeout: Duration) -> Result<Finished, Error> {
-    child::run(cmd, b"", timeout, 0).map_err(|e| Error::io("failed to create child process", e))
+/// A power program to run (output discarded) under a deadline.
+fn run(cmd: Command, timeout: Duration) -> Run {
+    Run::program(cmd, Vec::new(), timeout, 0)
+}
+
+/// A program's result, or why it could not be started in qemu-ga's words.
+fn started(result: io::Result<Finished>) -> Result<Finished, Error> {
+    result.map_err(|e| Error::io("failed to create child process", e))
 }
 
 /// The exit code; None when a signal or the deadline ended the program.
@@ -129,45 +138,72 @@ impl SuspendMode {
     }
 }
 
-pub fn suspend_disk(ctx: &Ctx, _: NoArgs) -> Result<Empty, Error> {
+pub fn suspend_disk(ctx: &Ctx, _: NoArgs) -> Result<Step<Empty>, Error> {
     suspend(ctx, SuspendMode::Disk)
 }
 
-pub fn suspend_ram(ctx: &Ctx, _: NoArgs) -> Result<Empty, Error> {
+pub fn suspend_ram(ctx: &Ctx, _: NoArgs) -> Result<Step<Empty>, Error> {
     suspend(ctx, SuspendMode::Ram)
 }
 
-pub fn suspend_hybrid(ctx: &Ctx, _: NoArgs) -> Result<Empty, Error> {
+pub fn suspend_hybrid(ctx: &Ctx, _: NoArgs) -> Result<Step<Empty>, Error> {
     suspend(ctx, SuspendMode::Hybrid)
 }
 
 const SYS_POWER_STATE: &str = "sys/power/state";
 
+/// The rest of a suspend, once the mechanisms before have been tried.
+type Next = Result<Step<Empty>, Error>;
+
 /// Tries each mechanism that says it supports `mode`; the first to succeed wins. Unlike
 /// qemu-ga, a supported mechanism that failed is reported even when a later one does
 /// not apply (qemu-ga then answers nothing, as if the guest had suspended).
-fn suspend(ctx: &Ctx, mode: SuspendMode) -> Result<Empty, Error> {
+fn suspend(ctx: &Ctx, mode: SuspendMode) -> Next {
     log::info(&format!(
         "guest-suspend called, mode: {}",
         mode.systemctl_verb()
     ));
-    let mut failure = None;
-    if systemd_supports(mode) {
-        match helper("systemctl", &[mode.systemctl_verb()]) {
-            Ok(()) => return Ok(Empty {}),
-            Err(e) => failure = Some(e),
+    // `systemctl status <unit>` exits 1-3 (LSB "not running") for a unit that exists
+    // and 4 for one that does not, so 1-3 means this kind of sleep is available
+    // (qemu-ga).
+    let unit = mode.systemd_unit();
+    probe(
+        ctx,
+        "systemctl",
+        &["status", unit],
+        1..=3,
+        move |ctx, yes| {
+            if !yes {
+                return with_pm_utils(ctx, mode, None);
+            }
+            helper(
+                ctx,
+                "systemctl",
+                &[mode.systemctl_verb()],
+                move |ctx, failed| with_pm_utils(ctx, mode, failed),
+            )
+        },
+    )
+}
+
+/// `pm-is-supported --<mode>` exits 0 when the mode works.
+fn with_pm_utils(ctx: &Ctx, mode: SuspendMode, failure: Option<Error>) -> Next {
+    let flag = mode.pm_is_supported_flag();
+    probe(ctx, "pm-is-supported", &[flag], 0..=0, move |ctx, yes| {
+        if !yes {
+            return with_sysfs(ctx, mode, failure);
         }
-    }
-    if pm_utils_supports(mode) {
-        match helper(mode.pm_program(), &[]) {
-            Ok(()) => return Ok(Empty {}),
-            Err(e) => failure = Some(e),
-        }
-    }
+        helper(ctx, mode.pm_program(), &[], move |ctx, failed| {
+            with_sysfs(ctx, mode, failed.or(failure))
+        })
+    })
+}
+
+fn with_sysfs(ctx: &Ctx, mode: SuspendMode, failure: Option<Error>) -> Next {
     if let Some(state) = mode.sysfs_state() {
         let available = ctx.read(SYS_POWER_STATE).unwrap_or_default();
         if available.split_whitespace().any(|w| w == state) {
-            return write_power_state(ctx, state).map(|()| Empty {});
+            return write_power_state(ctx, state).map(|()| Step::Done(Empty {}));
         }
     }
     Err(failure.unwrap_or_else(|| {
@@ -175,27 +211,27 @@ fn suspend(ctx: &Ctx, mode: SuspendMode) -> Result<Empty, Error> {
     }))
 }
 
-/// `systemctl status <unit>` exits 1-3 (LSB "not running") for a unit that exists and
-/// 4 for one that does not, so 1-3 means this kind of sleep is available (qemu-ga).
-fn systemd_supports(mode: SuspendMode) -> bool {
-    probe("systemctl", &["status", mode.systemd_unit()], 1..=3)
-}
-
-/// `pm-is-supported --<mode>` exits 0 when the mode works.
-fn pm_utils_supports(mode: SuspendMode) -> bool {
-    probe("pm-is-supported", &[mode.pm_is_supported_flag()], 0..=0)
-}
-
-fn probe(name: &str, args: &[&str], yes: std::ops::RangeInclusive<i32>) -> bool {
+/// Runs `name args` from PATH, if there, and continues with whether it exited with a
+/// code in `yes`.
+fn probe(
+    ctx: &Ctx,
+    name: &str,
+    args: &[&str],
+    yes: std::ops::RangeInclusive<i32>,
+    then: impl FnOnce(&Ctx, bool) -> Next + 'static,
+) -> Next {
     let Some(program) = find_on_path(name) else {
-        return false;
+        return then(ctx, false);
     };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    run(cmd, PROBE_TIMEOUT)
-        .ok()
-        .and_then(|done| exit_code(&done))
-        .is_some_and(|code| yes.contains(&code))
+    Ok(Step::wait(run(cmd, PROBE_TIMEOUT), move |ctx, result| {
+        let supported = result
+            .ok()
+            .and_then(|done| exit_code(&done))
+            .is_some_and(|code| yes.contains(&code));
+        then(ctx, supported)
+    }))
 }
 
 /// Suspend helpers are looked up on PATH only, as qemu-ga's g_spawn SEARCH_PATH does
@@ -212,24 +248,37 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-/// Runs a suspend helper from PATH; errors in qemu-ga's wording.
-fn helper(name: &str, args: &[&str]) -> Result<(), Error> {
+/// Runs a suspend helper from PATH: done when it succeeds, otherwise continues with
+/// its failure in qemu-ga's wording.
+fn helper(
+    ctx: &Ctx,
+    name: &str,
+    args: &[&str],
+    otherwise: impl FnOnce(&Ctx, Option<Error>) -> Next + 'static,
+) -> Next {
     let shown = std::iter::once(name)
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ");
-    let program = find_on_path(name)
-        .ok_or_else(|| Error::Failed(format!("the helper program '{shown}' was not found")))?;
+    let Some(program) = find_on_path(name) else {
+        let e = Error::Failed(format!("the helper program '{shown}' was not found"));
+        return otherwise(ctx, Some(e));
+    };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    let done = run(cmd, SUSPEND_TIMEOUT)?;
-    match exit_code(&done) {
-        Some(0) => Ok(()),
-        code => Err(Error::Failed(format!(
-            "the helper program '{shown}' returned an unexpected exit status code ({})",
-            code.unwrap_or(-1)
-        ))),
-    }
+    Ok(Step::wait(
+        run(cmd, SUSPEND_TIMEOUT),
+        move |ctx, result| match exit_code(&started(result)?) {
+            Some(0) => Ok(Step::Done(Empty {})),
+            code => otherwise(
+                ctx,
+                Some(Error::Failed(format!(
+                    "the helper program '{shown}' returned an unexpected exit status code ({})",
+                    code.unwrap_or(-1)
+                ))),
+            ),
+        },
+    ))
 }
 
 fn write_power_state(ctx: &Ctx, state: &str) -> Result<(), Error> {

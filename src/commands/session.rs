@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Empty, NoArgs};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::registry::COMMANDS;
 
@@ -20,8 +20,8 @@ pub fn sync(_: &Ctx, args: SyncArgs) -> Result<i64, Error> {
 
 /// As guest-sync, but the reply is preceded by 0xFF so the host can find it in a stream
 /// that may still hold a previous client's replies.
-pub fn sync_delimited(ctx: &mut Ctx, args: SyncArgs) -> Result<i64, Error> {
-    ctx.delimit_next_reply = true;
+pub fn sync_delimited(_: &Ctx, session: &mut Session, args: SyncArgs) -> Result<i64, Error> {
+    session.delimit_next_reply = true;
     Ok(args.id)
 }
 
@@ -43,12 +43,12 @@ pub struct CommandInfo {
     pub success_response: bool,
 }
 
-pub fn info(ctx: &Ctx, _: NoArgs) -> Result<AgentInfo, Error> {
+pub fn info(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<AgentInfo, Error> {
     let supported_commands = COMMANDS
         .iter()
         .map(|c| CommandInfo {
             name: c.name,
-            enabled: ctx.filter.allows(c.name) && (!ctx.frozen || c.while_frozen),
+            enabled: ctx.filter.allows(c.name) && (!session.frozen || c.while_frozen),
             success_response: c.success_response,
         })
         .collect();

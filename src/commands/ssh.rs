@@ -12,6 +12,7 @@ use super::Empty;
 use crate::accounts::{self, PasswdEntry};
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::sys::dirfd::Dir;
 
 const SSH_DIR: &str = ".ssh";
@@ -44,34 +45,51 @@ pub struct AuthorizedKeys {
     pub keys: Vec<String>,
 }
 
-pub fn get_authorized_keys(ctx: &Ctx, args: GetKeysArgs) -> Result<AuthorizedKeys, Error> {
-    let user = passwd_entry(ctx, &args.username)?;
-    Ok(AuthorizedKeys {
-        keys: read_keys(ctx, owner(&user))?,
+pub fn get_authorized_keys(ctx: &Ctx, args: GetKeysArgs) -> Result<Step<AuthorizedKeys>, Error> {
+    with_user(ctx, args.username, move |ctx, user| {
+        Ok(AuthorizedKeys {
+            keys: read_keys(ctx, owner(&user))?,
+        })
     })
 }
 
 /// Keys are checked before the user is looked up, as in qemu-ga.
-pub fn add_authorized_keys(ctx: &Ctx, args: AddKeysArgs) -> Result<Empty, Error> {
+pub fn add_authorized_keys(ctx: &Ctx, args: AddKeysArgs) -> Result<Step<Empty>, Error> {
     validate_keys(&args.keys)?;
-    let user = passwd_entry(ctx, &args.username)?;
-    add_keys(ctx, owner(&user), &args.keys, args.reset.unwrap_or(false))?;
-    Ok(Empty {})
+    let AddKeysArgs {
+        username,
+        keys,
+        reset,
+    } = args;
+    with_user(ctx, username, move |ctx, user| {
+        add_keys(ctx, owner(&user), &keys, reset.unwrap_or(false))?;
+        Ok(Empty {})
+    })
 }
 
-pub fn remove_authorized_keys(ctx: &Ctx, args: RemoveKeysArgs) -> Result<Empty, Error> {
+pub fn remove_authorized_keys(ctx: &Ctx, args: RemoveKeysArgs) -> Result<Step<Empty>, Error> {
     validate_keys(&args.keys)?;
-    let user = passwd_entry(ctx, &args.username)?;
-    remove_keys(ctx, owner(&user), &args.keys)?;
-    Ok(Empty {})
+    let RemoveKeysArgs { username, keys } = args;
+    with_user(ctx, username, move |ctx, user| {
+        remove_keys(ctx, owner(&user), &keys)?;
+        Ok(Empty {})
+    })
 }
 
-/// The user's /etc/passwd entry; qemu-ga's message begins the same way.
-fn passwd_entry(ctx: &Ctx, username: &str) -> Result<PasswdEntry, Error> {
-    accounts::lookup_user(ctx, username)?.ok_or_else(|| {
-        Error::Failed(format!(
-            "failed to lookup user '{username}': no such user in /etc/passwd"
-        ))
+/// Runs `f` on the user's passwd entry (/etc/passwd, then getent); qemu-ga's message
+/// for an unknown user begins the same way.
+fn with_user<R: 'static>(
+    ctx: &Ctx,
+    username: String,
+    f: impl FnOnce(&Ctx, PasswdEntry) -> Result<R, Error> + 'static,
+) -> Result<Step<R>, Error> {
+    accounts::find_user(ctx, &username)?.then(ctx, move |ctx, user| {
+        let user = user.ok_or_else(|| {
+            Error::Failed(format!(
+                "failed to lookup user '{username}': no such user in /etc/passwd"
+            ))
+        })?;
+        f(ctx, user).map(Step::Done)
     })
 }
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::NoArgs;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::localtime::format_local;
 use crate::proc::{parse_loadavg, parse_stat, CpuTimes};
@@ -61,9 +61,13 @@ pub struct CpuUtilization {
 
 /// Over the interval since the previous call of this command; since boot on the first
 /// call, or when less than a clock tick has passed.
-pub fn get_cpu_utilization(ctx: &mut Ctx, _: NoArgs) -> Result<CpuUtilization, Error> {
+pub fn get_cpu_utilization(
+    ctx: &Ctx,
+    session: &mut Session,
+    _: NoArgs,
+) -> Result<CpuUtilization, Error> {
     let now = parse_stat(&ctx.read("proc/stat")?)?.total;
-    let delta = ctx.cpu_utilization_sampler.cpu_delta(now);
+    let delta = session.cpu_utilization_sampler.cpu_delta(now);
     Ok(utilization(if delta.total() == 0 { now } else { delta }))
 }
 

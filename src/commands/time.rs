@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Empty, NoArgs};
 use crate::accounts::find_program;
-use crate::child;
+use crate::child::Run;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::localtime::{self, civil_from_days, days_from_civil};
 use crate::sys::clock::{self, RtcTime};
 
@@ -64,7 +65,7 @@ pub struct SetTimeArgs {
 
 /// With `time`: validate it, set the system clock, then the hardware clock. Without:
 /// set the system clock from the hardware clock.
-pub fn set_time(ctx: &Ctx, args: SetTimeArgs) -> Result<Empty, Error> {
+pub fn set_time(ctx: &Ctx, args: SetTimeArgs) -> Result<Step<Empty>, Error> {
     // qemu-ga refuses before touching the clock when it cannot reach the RTC.
     let rtc = HardwareClock::locate(ctx)?;
     match args.time {
@@ -132,13 +133,13 @@ impl HardwareClock {
         }
     }
 
-    fn set_from_system(&self) -> Result<Empty, Error> {
+    fn set_from_system(&self) -> Result<Step<Empty>, Error> {
         match self {
             HardwareClock::Device(file) => {
                 let secs = now_nanos().div_euclid(NANOS_PER_SEC);
                 clock::rtc_set(file, rtc_from_unix(secs))
                     .map_err(|e| Error::io("failed to set hardware clock", e))?;
-                Ok(Empty {})
+                Ok(Step::Done(Empty {}))
             }
             HardwareClock::Hwclock(path) => run_hwclock(
                 path,
@@ -148,7 +149,7 @@ impl HardwareClock {
         }
     }
 
-    fn set_system_from_rtc(&self) -> Result<Empty, Error> {
+    fn set_system_from_rtc(&self) -> Result<Step<Empty>, Error> {
         match self {
             HardwareClock::Device(file) => {
                 let rtc = clock::rtc_read(file)
@@ -158,7 +159,7 @@ impl HardwareClock {
                 })?;
                 clock::set_system_time(secs, 0)
                     .map_err(|e| Error::io("Failed to set time to guest", e))?;
-                Ok(Empty {})
+                Ok(Step::Done(Empty {}))
             }
             HardwareClock::Hwclock(path) => run_hwclock(
                 path,
@@ -172,18 +173,20 @@ impl HardwareClock {
 /// hwclock waits for the RTC's next second; anything much longer is a hung device.
 const HWCLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn run_hwclock(path: &Path, flag: &str, failure: &str) -> Result<Empty, Error> {
+fn run_hwclock(path: &Path, flag: &str, failure: &'static str) -> Result<Step<Empty>, Error> {
     let mut cmd = Command::new(path);
     cmd.arg(flag);
-    let done = child::run(cmd, b"", HWCLOCK_TIMEOUT, 0)
-        .map_err(|e| Error::io("failed to create child process", e))?;
-    match done.status.and_then(|s| s.code()) {
-        None => Err(Error::Failed(
-            "child process has terminated abnormally".into(),
-        )),
-        Some(0) => Ok(Empty {}),
-        Some(_) => Err(Error::Failed(failure.into())),
-    }
+    let run = Run::program(cmd, Vec::new(), HWCLOCK_TIMEOUT, 0);
+    Ok(Step::wait(run, move |_, result| {
+        let done = result.map_err(|e| Error::io("failed to create child process", e))?;
+        match done.status.and_then(|s| s.code()) {
+            None => Err(Error::Failed(
+                "child process has terminated abnormally".into(),
+            )),
+            Some(0) => Ok(Step::Done(Empty {})),
+            Some(_) => Err(Error::Failed(failure.into())),
+        }
+    }))
 }
 
 /// The third line of /etc/adjtime says whether the RTC keeps UTC (the default) or local

@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::user_names;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::proc::{clock_ticks, parse_meminfo, read_processes, read_uptime, Process};
 
@@ -91,13 +91,31 @@ enum Rank {
 
 /// The N processes with the highest %CPU over the interval since the previous sample
 /// (any command's: the sampler is shared), since process start on the first call.
-pub fn get_cputopn_status(ctx: &mut Ctx, args: CpuTopnArgs) -> Result<Vec<TopProcess>, Error> {
-    top(ctx, count(args.cputopn_num, "cputopn-num")?, Rank::Cpu)
+pub fn get_cputopn_status(
+    ctx: &Ctx,
+    session: &mut Session,
+    args: CpuTopnArgs,
+) -> Result<Vec<TopProcess>, Error> {
+    top(
+        ctx,
+        session,
+        count(args.cputopn_num, "cputopn-num")?,
+        Rank::Cpu,
+    )
 }
 
 /// The N processes with the largest resident set.
-pub fn get_memtopn_status(ctx: &mut Ctx, args: MemTopnArgs) -> Result<Vec<TopProcess>, Error> {
-    top(ctx, count(args.memtopn_num, "memtopn-num")?, Rank::Memory)
+pub fn get_memtopn_status(
+    ctx: &Ctx,
+    session: &mut Session,
+    args: MemTopnArgs,
+) -> Result<Vec<TopProcess>, Error> {
+    top(
+        ctx,
+        session,
+        count(args.memtopn_num, "memtopn-num")?,
+        Rank::Memory,
+    )
 }
 
 fn count(arg: Option<TopCount>, name: &str) -> Result<usize, Error> {
@@ -111,14 +129,14 @@ fn count(arg: Option<TopCount>, name: &str) -> Result<usize, Error> {
     }
 }
 
-fn top(ctx: &mut Ctx, n: usize, rank: Rank) -> Result<Vec<TopProcess>, Error> {
+fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<TopProcess>, Error> {
     let procs = read_processes(ctx);
     if procs.is_empty() {
         return Err(Error::Failed("no process found in /proc".into()));
     }
     let mem_total_kib = parse_meminfo(&ctx.read("proc/meminfo")?)?.total;
     let uptime = read_uptime(ctx)?;
-    let cpu = ctx.cpu_sampler.sample(&procs, uptime, clock_ticks());
+    let cpu = session.cpu_sampler.sample(&procs, uptime, clock_ticks());
     let mut ranked: Vec<(&Process, f64)> = procs
         .iter()
         .map(|p| (p, cpu.get(&p.pid).copied().unwrap_or(0.0)))

@@ -9,6 +9,7 @@ use crate::accounts;
 use crate::base64;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::job::Step;
 use crate::utmp::{self, UtmpRecord};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,17 +52,27 @@ pub struct SetPasswordArgs {
 /// Checks in qemu-ga's order and wording, then refuses a user /etc/passwd does not
 /// know (qemu-ga lets chpasswd fail with "child process has failed..."), then runs
 /// chpasswd. The password never reaches an error or a log line.
-pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Empty, Error> {
-    let raw = base64::decode(&args.password)?;
-    accounts::check_credentials(&args.username, &raw)?;
-    if accounts::lookup_user(ctx, &args.username)?.is_none() {
-        return Err(Error::Failed(format!(
-            "user '{}' does not exist",
-            args.username
-        )));
+pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Step<Empty>, Error> {
+    let raw = Secret(base64::decode(&args.password)?);
+    accounts::check_credentials(&args.username, &raw.0)?;
+    let SetPasswordArgs {
+        username, crypted, ..
+    } = args;
+    accounts::find_user(ctx, &username)?.then(ctx, move |_, user| {
+        if user.is_none() {
+            return Err(Error::Failed(format!("user '{username}' does not exist")));
+        }
+        accounts::chpasswd(&username, &raw.0, crypted)?.map(|()| Ok(Empty {}))
+    })
+}
+
+/// A decoded password, zeroed when dropped.
+struct Secret(Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
     }
-    accounts::chpasswd(&args.username, &raw, args.crypted)?;
-    Ok(Empty {})
 }
 
 #[cfg(test)]

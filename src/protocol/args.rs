@@ -7,41 +7,53 @@ use serde_json::Value;
 
 use super::argpath::{Path, Tracked};
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
+use crate::job::Step;
 
 /// Runs a read-only handler on JSON arguments.
 pub fn call<A, R>(
-    ctx: &mut Ctx,
+    ctx: &Ctx,
+    _: &mut Session,
     args: Value,
     f: fn(&Ctx, A) -> Result<R, Error>,
-) -> Result<Value, Error>
+) -> Result<Step<Value>, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
 {
-    invoke(args, |a| f(ctx, a))
+    encode(f(ctx, parse_args(args)?)?).map(Step::Done)
 }
 
-/// Runs a handler that changes agent state on JSON arguments.
+/// Runs a handler that changes session state on JSON arguments.
 pub fn call_mut<A, R>(
-    ctx: &mut Ctx,
+    ctx: &Ctx,
+    session: &mut Session,
     args: Value,
-    f: fn(&mut Ctx, A) -> Result<R, Error>,
-) -> Result<Value, Error>
+    f: fn(&Ctx, &mut Session, A) -> Result<R, Error>,
+) -> Result<Step<Value>, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
 {
-    invoke(args, |a| f(ctx, a))
+    encode(f(ctx, session, parse_args(args)?)?).map(Step::Done)
 }
 
-fn invoke<A, R>(args: Value, run: impl FnOnce(A) -> Result<R, Error>) -> Result<Value, Error>
+/// Runs a handler that may wait for a program on JSON arguments.
+pub fn call_job<A, R>(
+    ctx: &Ctx,
+    _: &mut Session,
+    args: Value,
+    f: fn(&Ctx, A) -> Result<Step<R>, Error>,
+) -> Result<Step<Value>, Error>
 where
     A: DeserializeOwned,
-    R: Serialize,
+    R: Serialize + 'static,
 {
-    let result = run(parse_args::<A>(args)?)?;
+    f(ctx, parse_args(args)?)?.map(encode::<R>)
+}
+
+fn encode<R: Serialize>(result: R) -> Result<Value, Error> {
     serde_json::to_value(result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
 }
 

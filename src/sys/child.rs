@@ -36,16 +36,3 @@ pub fn try_wait(pid: u32) -> io::Result<Option<libc::c_int>> {
     let rc = check(unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) })?;
     Ok((rc != 0).then_some(status))
 }
-
-/// waitpid(pid, 0), retried on EINTR.
-pub fn wait(pid: u32) -> io::Result<libc::c_int> {
-    let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: `status` is a valid out-pointer for the call.
-        match check(unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) }) {
-            Ok(_) => return Ok(status),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}

@@ -1,5 +1,6 @@
 //! Signal handling: SIGTERM/SIGINT request a clean exit, SIGIO reports a virtio-serial
-//! host (dis)connect, SIGHUP is ignored. The signals stay blocked except inside
+//! host (dis)connect, SIGCHLD says a child the agent started has exited, SIGHUP is
+//! ignored. The signals stay blocked except inside
 //! [`super::poll::wait`], so they only ever interrupt the loop's wait.
 
 use std::io;
@@ -9,17 +10,19 @@ use super::check;
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 static IO_EVENT: AtomicBool = AtomicBool::new(false);
+static CHILD_EVENT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     // Only async-signal-safe work here: set a flag.
     match sig {
         libc::SIGTERM | libc::SIGINT => TERMINATE.store(true, Ordering::SeqCst),
         libc::SIGIO => IO_EVENT.store(true, Ordering::SeqCst),
+        libc::SIGCHLD => CHILD_EVENT.store(true, Ordering::SeqCst),
         _ => {}
     }
 }
 
-const HANDLED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGIO];
+const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGIO, libc::SIGCHLD];
 
 /// Installs the handlers and blocks the handled signals outside the poll wait.
 pub fn install() -> io::Result<()> {
@@ -31,6 +34,12 @@ pub fn install() -> io::Result<()> {
         for sig in HANDLED {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
+            // SIGCHLD only for exits, not for children stopped by SIGSTOP.
+            sa.sa_flags = if sig == libc::SIGCHLD {
+                libc::SA_NOCLDSTOP
+            } else {
+                0
+            };
             libc::sigemptyset(&mut sa.sa_mask);
             check(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
             libc::sigaddset(&mut set, sig);
@@ -53,4 +62,9 @@ pub fn terminate_requested() -> bool {
 /// True once after each SIGIO.
 pub fn take_io_event() -> bool {
     IO_EVENT.swap(false, Ordering::SeqCst)
+}
+
+/// True once after each SIGCHLD: some child exited, so reaping by pid is worth trying.
+pub fn take_child_event() -> bool {
+    CHILD_EVENT.swap(false, Ordering::SeqCst)
 }
