@@ -6,11 +6,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Agent, TempDir, BIN, CLIENT_BIN};
+use common::{agent_command, client_command, Agent, TempDir};
 use serde_json::json;
 
 fn qemu_ga(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    agent_command()
         .args(args)
         .env("QGA_CONF", "/nonexistent/qga.conf")
         .stdin(Stdio::null())
@@ -197,7 +197,7 @@ fn daemonize_returns_once_serving_and_writes_the_pidfile() {
     let log = dir.join("d.log");
     // Relative paths, as `make run` passes them: they mean the caller's directory even
     // though the daemon changes to "/".
-    let status = Command::new(BIN)
+    let status = agent_command()
         .args([
             "-d",
             "-v",
@@ -244,7 +244,7 @@ fn daemonize_returns_once_serving_and_writes_the_pidfile() {
 #[test]
 fn daemonize_reports_startup_failure_to_the_caller() {
     let dir = TempDir::new("daemon-fail");
-    let out = Command::new(BIN)
+    let out = agent_command()
         .args([
             "-d",
             "-m",
@@ -285,7 +285,7 @@ fn client_prints_return_and_uses_exit_status() {
         let mut c = agent.connect();
         c.send(br#"{"execute":"guest-sync","arguments":{"#);
     }
-    let out = Command::new(CLIENT_BIN)
+    let out = client_command()
         .args(["--socket", sock, "guest-sync", r#"{"id": 4242}"#])
         .output()
         .unwrap();
@@ -297,7 +297,7 @@ fn client_prints_return_and_uses_exit_status() {
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "4242\n");
 
-    let out = Command::new(CLIENT_BIN)
+    let out = client_command()
         .args(["--socket", sock, "guest-no-such-command"])
         .output()
         .unwrap();
@@ -306,7 +306,7 @@ fn client_prints_return_and_uses_exit_status() {
         .unwrap()
         .contains("has not been found"));
 
-    let out = Command::new(CLIENT_BIN)
+    let out = client_command()
         .args(["--socket", "/nonexistent/sock", "guest-ping"])
         .output()
         .unwrap();
@@ -319,7 +319,7 @@ fn client_times_out_with_status_2() {
     let dir = TempDir::new("mute");
     let path = dir.join("mute.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let out = Command::new(CLIENT_BIN)
+    let out = client_command()
         .args([
             "--socket",
             path.to_str().unwrap(),

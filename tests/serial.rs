@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, BIN};
+use common::{agent_command, TempDir};
 use qga::protocol::framer::{Frame, Framer};
 use serde_json::Value;
 
@@ -43,7 +43,7 @@ struct SerialAgent {
 impl SerialAgent {
     /// Starts the agent on `path` with the state directory `dir`, plus `extra` options.
     fn start_in(dir: TempDir, method: &str, path: &str, extra: &[&str]) -> SerialAgent {
-        let child = Command::new(BIN)
+        let child = agent_command()
             .args(extra)
             .args(["-m", method, "-p", path, "-t"])
             .arg(dir.path())

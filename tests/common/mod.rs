@@ -1,6 +1,15 @@
 //! Test harness: starts the real `qemu-ga` binary on a unix socket in a temporary
 //! directory and talks bytes to it. Small and ours; no extra dev-dependencies.
+//!
+//! Every start of the agent or the client goes through [`agent_command`] or
+//! [`client_command`], so `make test` can run the same tests against each binary we ship:
+//! - `QGA_BIN`: the agent under test (default: the one cargo built for this run);
+//! - `QGA_CLIENT_BIN`: the client under test (default: `qemu-ga-client` beside `QGA_BIN`,
+//!   or cargo's);
+//! - `QGA_AS2632=1`: start them under the Linux 2.6.32 seccomp filter ([`as2632`]).
 #![allow(dead_code)]
+
+pub mod as2632;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,8 +19,54 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_qemu-ga");
-pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_qemu-ga-client");
+/// The agent under test: `$QGA_BIN`, else this build's.
+pub fn agent_bin() -> PathBuf {
+    match std::env::var_os("QGA_BIN") {
+        Some(p) => std::path::absolute(p).unwrap(),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_qemu-ga")),
+    }
+}
+
+/// The client under test: `$QGA_CLIENT_BIN`, else the one beside `$QGA_BIN`, else this
+/// build's.
+pub fn client_bin() -> PathBuf {
+    match (
+        std::env::var_os("QGA_CLIENT_BIN"),
+        std::env::var_os("QGA_BIN"),
+    ) {
+        (Some(p), _) => std::path::absolute(p).unwrap(),
+        (None, Some(_)) => agent_bin().with_file_name("qemu-ga-client"),
+        (None, None) => PathBuf::from(env!("CARGO_BIN_EXE_qemu-ga-client")),
+    }
+}
+
+/// Whether `QGA_AS2632=1` asks for the 2.6.32 filter. Any other value than unset, "",
+/// "0" or "1" panics: a typo must not test without the filter unnoticed.
+pub fn as2632_on() -> bool {
+    match std::env::var("QGA_AS2632").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "0") => false,
+        Ok("1") => true,
+        other => panic!("QGA_AS2632 must be 1 or 0, not {other:?}"),
+    }
+}
+
+/// `cmd` as the matrix asks: under the 2.6.32 filter when [`as2632_on`].
+pub fn as_tested(mut cmd: Command) -> Command {
+    if as2632_on() {
+        as2632::install(&mut cmd);
+    }
+    cmd
+}
+
+/// A command starting the agent under test.
+pub fn agent_command() -> Command {
+    as_tested(Command::new(agent_bin()))
+}
+
+/// A command starting the client under test.
+pub fn client_command() -> Command {
+    as_tested(Command::new(client_bin()))
+}
 
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -63,7 +118,7 @@ impl Agent {
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let dir = TempDir::new("agent");
         let socket = dir.join("qga.sock");
-        let child = Command::new(BIN)
+        let child = agent_command()
             .args(["-m", "unix-listen", "-p"])
             .arg(&socket)
             .arg("-t")
@@ -74,7 +129,7 @@ impl Agent {
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start qemu-ga");
+            .unwrap_or_else(|e| panic!("start {}: {e}", agent_bin().display()));
         let agent = Agent { child, dir, socket };
         agent.wait_ready();
         agent
