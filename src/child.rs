@@ -121,6 +121,9 @@ impl ChildId {
 
 /// Reads per pipe per turn: a child that writes without pause cannot hold the loop.
 const READS_PER_TURN: usize = 16;
+/// How long a child killed at its deadline may take to die before its result is given
+/// without waiting for the reap.
+const REAP_GRACE: Duration = Duration::from_secs(1);
 /// Encoded statvfs answers are a few dozen bytes.
 const STATVFS_CAP: usize = 64;
 
@@ -154,6 +157,9 @@ struct Running {
     err: Option<Stream>,
     feed: Option<Feed>,
     deadline: Option<Instant>,
+    /// Set when the deadline killed it: until then its result waits for the reap, so
+    /// the reply never leaves a zombie behind.
+    reap_by: Option<Instant>,
     /// Kill the process group once the leader exits (the agent's own helpers), and
     /// when the agent stops.
     owns_group: bool,
@@ -233,9 +239,12 @@ impl Children {
         })
     }
 
-    /// The nearest deadline of a running child.
+    /// The nearest deadline of a running child (or of the reap of a killed one).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.running.iter().filter_map(|r| r.deadline).min()
+        self.running
+            .iter()
+            .filter_map(|r| r.reap_by.or(r.deadline))
+            .min()
     }
 
     /// Moves input and output, reaps exited children when `reap` (SIGCHLD was seen),
@@ -267,12 +276,23 @@ impl Children {
                     // Nor can a helper leave processes behind.
                     let _ = sys::kill_group(r.pid, libc::SIGKILL);
                 }
+                if r.reap_by.is_some() {
+                    // Killed at the deadline: timed out, whatever the status says.
+                    r.status = None;
+                }
                 true
+            } else if let Some(reap_by) = r.reap_by {
+                // Not dead a while after SIGKILL (uninterruptible sleep): answer now
+                // and reap it whenever it goes.
+                if now >= reap_by {
+                    self.killed.push(r.pid);
+                }
+                now >= reap_by
             } else if r.deadline.is_some_and(|d| now >= d) {
                 let _ = sys::kill_group(r.pid, libc::SIGKILL);
                 let _ = sys::kill(r.pid, libc::SIGKILL);
-                self.killed.push(r.pid);
-                true
+                r.reap_by = Some(now + REAP_GRACE);
+                false
             } else {
                 false
             };
@@ -347,6 +367,7 @@ impl Running {
                 written: 0,
             }),
             deadline,
+            reap_by: None,
             owns_group,
             status: None,
         }
@@ -637,7 +658,13 @@ mod tests {
             .unwrap();
         assert!(children.service(true).is_empty());
         let _ = crate::sys::poll::wait(&mut [], Some(Duration::from_millis(150)));
-        let done = children.service(true);
+        // The deadline kills it; the result follows its reap, without blocking.
+        let mut done = children.service(true);
+        let until = Instant::now() + Duration::from_secs(5);
+        while done.is_empty() && Instant::now() < until {
+            let _ = crate::sys::poll::wait(&mut [], Some(Duration::from_millis(5)));
+            done = children.service(true);
+        }
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].0, id);
         assert!(done[0].1.timed_out());
