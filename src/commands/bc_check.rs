@@ -69,9 +69,9 @@ pub fn user_check(ctx: &Ctx, args: UserCheckArgs) -> Result<UserCheck, Error> {
     let timeout = Duration::from_secs(ctx.config.user_check_timeout);
     let done = child::run(cmd, b"", timeout, OUTPUT_CAP)
         .map_err(|e| Error::io(format!("failed to run {SHELL}"), e))?;
+    // Not the check's name: it is an argument, and -v logs none (README).
     log::debug(&format!(
-        "user check '{}' exited with {}{}",
-        args.command_name,
+        "user check exited with {}{}",
         done.exit_code(),
         if done.timed_out() { " (timed out)" } else { "" }
     ));
