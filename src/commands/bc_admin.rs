@@ -257,14 +257,18 @@ pub struct PasswordArgs {
 }
 
 /// Sets root's password; the secret goes only to chpasswd's stdin.
+/// The request's copy of it is wiped afterwards.
 pub fn change_password(_: &Ctx, args: PasswordArgs) -> Result<Errnum, Error> {
-    let pw = args.new_password.as_bytes();
-    if pw.contains(&b'\n') || pw.contains(&0) || pw.len() > accounts::MAX_PASSWORD {
-        return Ok(Errnum {
+    let mut pw = args.new_password.into_bytes();
+    let errnum = if pw.contains(&b'\n') || pw.contains(&0) || pw.len() > accounts::MAX_PASSWORD {
+        Errnum {
             errnum: libc::EINVAL,
-        });
-    }
-    Ok(Errnum::of(accounts::chpasswd("root", pw, false)))
+        }
+    } else {
+        Errnum::of(accounts::chpasswd("root", &pw, false))
+    };
+    crate::sys::secret::wipe(&mut pw);
+    Ok(errnum)
 }
 
 #[cfg(test)]

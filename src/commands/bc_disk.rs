@@ -1,6 +1,7 @@
 //! guest-get-disk-status: size, use and writability of every disk-backed filesystem in
-//! /proc/self/mounts, measured with statvfs(2). Network filesystems are measured in a
-//! forked child with a deadline, so a hung NFS server cannot hang the agent.
+//! /proc/self/mounts, measured with statvfs(2). Network and FUSE filesystems are measured
+//! in a forked child with a deadline, so a hung NFS server or a FUSE daemon that never
+//! answers (a guest user can mount one) cannot hang the agent.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -161,6 +162,17 @@ pub fn is_network(fstype: &str) -> bool {
     NETWORK.contains(&fstype)
 }
 
+/// FUSE mounts (fuse, fuseblk, fuse.SUBTYPE): statvfs is answered by a user-space
+/// daemon, which may be any user's (fusermount is set-uid) and may never answer.
+pub fn is_fuse(fstype: &str) -> bool {
+    fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")
+}
+
+/// Whose statvfs may block forever, so it is measured in a child with a deadline.
+pub fn measured_in_child(fstype: &str) -> bool {
+    is_network(fstype) || is_fuse(fstype)
+}
+
 /// The mounts to report, in table order: disk-backed or network filesystems; for a
 /// mount point mounted over, the top mount; for a device mounted several times (bind
 /// mounts, btrfs subvolumes), the first mount only.
@@ -193,7 +205,7 @@ fn measure(ctx: &Ctx, mounts: &[Mount]) -> Vec<(Mount, FsStat)> {
     let mut out = Vec::with_capacity(mounts.len());
     for m in mounts {
         let path = ctx.path(&m.mountpoint);
-        let result = if is_network(&m.fstype) {
+        let result = if measured_in_child(&m.fstype) {
             let left = budget_end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 log::debug(&format!("disk-status: no time left for '{}'", m.mountpoint));
@@ -302,6 +314,24 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{got:?}");
         for ((d, mp), (wd, wmp)) in got.iter().zip(want) {
             assert_eq!((d.as_str(), mp.as_str()), (wd, wmp));
+        }
+    }
+
+    #[test]
+    fn fuse_and_network_mounts_are_measured_in_a_child() {
+        for t in [
+            "fuse",
+            "fuseblk",
+            "fuse.sshfs",
+            "fuse.lxcfs",
+            "fuse.portal",
+            "nfs4",
+            "cifs",
+        ] {
+            assert!(measured_in_child(t), "{t}");
+        }
+        for t in ["ext4", "xfs", "btrfs", "zfs", "fusectl", "vfat"] {
+            assert!(!measured_in_child(t), "{t}");
         }
     }
 

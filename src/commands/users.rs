@@ -9,6 +9,7 @@ use crate::accounts;
 use crate::base64;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::sys::secret::wipe;
 use crate::utmp::{self, UtmpRecord};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,17 +51,23 @@ pub struct SetPasswordArgs {
 
 /// Checks in qemu-ga's order and wording, then refuses a user /etc/passwd does not
 /// know (qemu-ga lets chpasswd fail with "child process has failed..."), then runs
-/// chpasswd. The password never reaches an error or a log line.
+/// chpasswd. The password never reaches an error or a log line; its encoded and decoded
+/// copies are wiped once chpasswd has it (a core would not show them, see main.rs).
 pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Empty, Error> {
-    let raw = base64::decode(&args.password)?;
-    accounts::check_credentials(&args.username, &raw)?;
-    if accounts::lookup_user(ctx, &args.username)?.is_none() {
-        return Err(Error::Failed(format!(
-            "user '{}' does not exist",
-            args.username
-        )));
+    let decoded = base64::decode(&args.password);
+    wipe(&mut args.password.into_bytes());
+    let mut raw = decoded?;
+    let result = set_decoded(ctx, &args.username, &raw, args.crypted);
+    wipe(&mut raw);
+    result
+}
+
+fn set_decoded(ctx: &Ctx, username: &str, raw: &[u8], crypted: bool) -> Result<Empty, Error> {
+    accounts::check_credentials(username, raw)?;
+    if accounts::lookup_user(ctx, username)?.is_none() {
+        return Err(Error::Failed(format!("user '{username}' does not exist")));
     }
-    accounts::chpasswd(&args.username, &raw, args.crypted)?;
+    accounts::chpasswd(username, raw, crypted)?;
     Ok(Empty {})
 }
 
