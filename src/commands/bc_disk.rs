@@ -162,15 +162,10 @@ pub fn is_network(fstype: &str) -> bool {
     NETWORK.contains(&fstype)
 }
 
-/// FUSE mounts (fuse, fuseblk, fuse.SUBTYPE): statvfs is answered by a user-space
-/// daemon, which may be any user's (fusermount is set-uid) and may never answer.
-pub fn is_fuse(fstype: &str) -> bool {
-    fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")
-}
-
-/// Whose statvfs may block forever, so it is measured in a child with a deadline.
+/// Whose statvfs may block forever, so it is measured in a child with a deadline: a
+/// network filesystem's server, or a FUSE daemon (any user may run one).
 pub fn measured_in_child(fstype: &str) -> bool {
-    is_network(fstype) || is_fuse(fstype)
+    is_network(fstype) || proc::mounts::is_fuse_type(fstype)
 }
 
 /// The mounts to report, in table order: disk-backed or network filesystems; for a
