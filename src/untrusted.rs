@@ -129,7 +129,10 @@ pub fn replace(dir: &Dir, name: &str, mode: u32, bytes: &[u8]) -> io::Result<()>
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        dir.rename(&tmp, name)
+        dir.rename(&tmp, name)?;
+        // Make the rename itself durable; the new file is in place either way.
+        let _ = dir.as_file().sync_all();
+        Ok(())
     })();
     if result.is_err() {
         let _ = dir.unlink(&tmp);
