@@ -81,7 +81,8 @@ impl Agent {
     fn reopen(&mut self) -> io::Result<()> {
         self.channel = None;
         self.reset_session();
-        self.channel = Some(Channel::open(self.method, &self.path, &self.ctx.root)?);
+        let channel = Channel::open(self.method, &self.path, &self.ctx.root)?;
+        self.channel = Some(channel.allow_vsock_peers(&self.ctx.config.vsock_allow_cids));
         Ok(())
     }
 

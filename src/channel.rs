@@ -9,7 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Method, VIRTIO_PORT_NAME};
+use crate::config::{Method, VIRTIO_PORT_NAME, VSOCK_HOST_CID};
+use crate::log;
 use crate::sys;
 
 enum Listener {
@@ -41,6 +42,8 @@ pub struct Channel {
     listener: Option<Listener>,
     conn: Option<File>,
     host_absent: bool,
+    /// vsock-listen: the peer CIDs accepted (config `vsock-allow-cids`).
+    vsock_peers: Vec<u32>,
 }
 
 impl Channel {
@@ -52,6 +55,7 @@ impl Channel {
             listener: None,
             conn: None,
             host_absent: false,
+            vsock_peers: vec![VSOCK_HOST_CID],
         };
         match method {
             Method::VirtioSerial => {
@@ -88,6 +92,12 @@ impl Channel {
         Ok(ch)
     }
 
+    /// Sets the peer CIDs vsock-listen accepts (the host, CID 2, unless configured).
+    pub fn allow_vsock_peers(mut self, cids: &[u32]) -> Channel {
+        self.vsock_peers = cids.to_vec();
+        self
+    }
+
     pub fn method(&self) -> Method {
         self.method
     }
@@ -116,8 +126,20 @@ impl Channel {
                 Err(e) => return Err(e),
             },
             Some(Listener::Vsock(fd)) => match sys::vsock::accept(fd) {
-                Ok(fd) => File::from(fd),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok((conn, cid)) if vsock_peer_allowed(cid, &self.vsock_peers) => File::from(conn),
+                Ok((_, cid)) => {
+                    // Dropping the connection closes it. A local user reaches the agent
+                    // through CID 1 (vsock_loopback) or the guest's own CID.
+                    log::warn(&format!("refused vsock connection from CID {cid}"));
+                    return Ok(false);
+                }
+                // ECONNABORTED: the peer left between poll and accept.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ECONNABORTED) =>
+                {
+                    return Ok(false)
+                }
                 Err(e) => return Err(e),
             },
             None => return Ok(false),
@@ -253,6 +275,12 @@ pub fn find_virtio_port(sys_root: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Whether a vsock peer may talk to the agent: only the configured CIDs (by default the
+/// host); any other, such as a local user through vsock_loopback's CID 1, is refused.
+pub fn vsock_peer_allowed(cid: u32, allowed: &[u32]) -> bool {
+    allowed.contains(&cid)
+}
+
 /// "CID:PORT" as qemu-ga writes vsock addresses.
 pub fn parse_vsock_addr(addr: &str) -> io::Result<(u32, u32)> {
     let bad = || {
@@ -271,6 +299,16 @@ pub fn parse_vsock_addr(addr: &str) -> io::Result<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vsock_peers_other_than_the_host_are_refused() {
+        let default = crate::config::Config::default().vsock_allow_cids;
+        assert!(vsock_peer_allowed(2, &default));
+        for cid in [0, 1, 3, u32::MAX] {
+            assert!(!vsock_peer_allowed(cid, &default), "CID {cid}");
+        }
+        assert!(vsock_peer_allowed(3, &[2, 3]));
+    }
 
     #[test]
     fn vsock_addresses() {

@@ -71,7 +71,7 @@ impl Drop for Run {
     fn drop(&mut self) {
         // The input may be a password line: do not leave it in freed memory.
         if let Run::Program { input, .. } = self {
-            input.iter_mut().for_each(|b| *b = 0);
+            crate::sys::secret::wipe(input);
         }
     }
 }
@@ -146,7 +146,7 @@ struct Feed {
 impl Drop for Feed {
     fn drop(&mut self) {
         // The input may be a password line: do not leave it in freed memory.
-        self.data.iter_mut().for_each(|b| *b = 0);
+        crate::sys::secret::wipe(&mut self.data);
     }
 }
 

@@ -12,6 +12,8 @@ pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
 pub const DEFAULT_STATEDIR: &str = "/var/run";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 pub const VIRTIO_PORT_NAME: &str = "org.qemu.guest_agent.0";
+/// VMADDR_CID_HOST: the hypervisor side of vsock.
+pub const VSOCK_HOST_CID: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -91,6 +93,8 @@ pub struct Config {
     pub user_checks: BTreeMap<String, String>,
     /// `[bc] disk-status-format`.
     pub disk_status_format: DiskStatusFormat,
+    /// vsock-listen accepts peers with these CIDs only (default: the host, CID 2).
+    pub vsock_allow_cids: Vec<u32>,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             user_check_adhoc: true,
             user_checks: BTreeMap::new(),
             disk_status_format: DiskStatusFormat::Map,
+            vsock_allow_cids: vec![VSOCK_HOST_CID],
         }
     }
 }
@@ -157,6 +162,14 @@ impl Config {
                     })?;
             }
             "user-check-adhoc" => self.user_check_adhoc = parse_bool(key, value)?,
+            // Replaces the default rather than adding to it: "3" means CID 3 only.
+            "vsock-allow-cids" => {
+                let cids: Result<Vec<u32>, _> = parse_list(value).map(|c| c.parse()).collect();
+                self.vsock_allow_cids = cids
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| format!("invalid value '{value}' for {key} (CIDs, e.g. 2,3)"))?;
+            }
             _ => return Err(format!("unknown key '{key}' in group [{GENERAL}]")),
         }
         Ok(())
@@ -240,6 +253,8 @@ impl Config {
         }
         put("user-check-timeout", &self.user_check_timeout.to_string());
         put("user-check-adhoc", &self.user_check_adhoc.to_string());
+        let cids: Vec<String> = self.vsock_allow_cids.iter().map(u32::to_string).collect();
+        put("vsock-allow-cids", &cids.join(","));
         if self.disk_status_format == DiskStatusFormat::List {
             out.push_str(&format!("\n[{BC}]\ndisk-status-format=list\n"));
         }
@@ -354,7 +369,7 @@ mod tests {
         let text = "# comment\n[general]\ndaemon=1\nmethod=unix-listen\npath=/tmp/s\n\
                     logfile=/tmp/l\npidfile=/tmp/p\nfsfreeze-hook=/h\nstatedir=/st\n\
                     verbose=true\nretry-path=true\nblacklist=a;b\nblock-rpcs=c\nallow-rpcs=x,y\n\
-                    user-check-timeout=3\nuser-check-adhoc=false\n\
+                    user-check-timeout=3\nuser-check-adhoc=false\nvsock-allow-cids=2;3\n\
                     [bc]\ndisk-status-format=list\n\
                     [user-checks]\ncheck-fs=mount | grep ' / '\n[other]\nz=1\n";
         let mut c = Config::default();
@@ -363,6 +378,7 @@ mod tests {
         assert_eq!(c.method, Method::UnixListen);
         assert_eq!(c.block_rpcs, ["a", "b", "c"]);
         assert_eq!(c.allow_rpcs, ["x", "y"]);
+        assert_eq!(c.vsock_allow_cids, [2, 3]);
         assert_eq!(c.user_checks["check-fs"], "mount | grep ' / '");
         assert_eq!(c.disk_status_format, DiskStatusFormat::List);
         let mut again = Config::default();
@@ -404,6 +420,11 @@ mod tests {
         assert!(c.set("method", "tcp").unwrap_err().contains("tcp"));
         assert!(c.set("statedir", "rel").unwrap_err().contains("absolute"));
         assert!(c.set("nonsense", "1").unwrap_err().contains("nonsense"));
+        assert!(c
+            .set("vsock-allow-cids", "2,x")
+            .unwrap_err()
+            .contains("CIDs"));
+        assert!(c.set("vsock-allow-cids", "").is_err());
         assert!(c
             .set_bc("disk-status-format", "csv")
             .unwrap_err()

@@ -3,12 +3,12 @@
 //! errors. The pidfile is locked for the agent's life, so a second instance with the
 //! same pidfile refuses to start.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::sys::process::{self, Fork};
+use crate::untrusted;
 
 /// Held by the daemon child until it is serving.
 pub struct Readiness(std::io::PipeWriter);
@@ -48,14 +48,10 @@ pub struct PidFile {
 }
 
 impl PidFile {
+    /// Opens it as src/untrusted.rs says: a symlink, FIFO, device, hard link or a file
+    /// of another user there is refused, never truncated or written through.
     pub fn create(path: &Path) -> Result<PidFile, String> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
+        let mut file = untrusted::open_pidfile(path)
             .map_err(|e| format!("cannot open pidfile '{}': {e}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}

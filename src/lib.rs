@@ -22,4 +22,5 @@ pub mod protocol;
 pub mod registry;
 pub mod rewrite;
 pub mod sys;
+pub mod untrusted;
 pub mod utmp;

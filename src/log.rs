@@ -1,7 +1,9 @@
 //! The agent's log: stderr or `-l FILE`, one timestamped line per message, as qemu-ga
-//! writes it ("SECONDS.MICROS: level: message"). Debug lines only with `-v`.
+//! writes it ("SECONDS.MICROS: level: message"). Debug lines only with `-v`. Control
+//! characters in a message are escaped, so text a host or guest user chose (a name
+//! with a newline) cannot start a forged line.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -20,9 +22,10 @@ static SINK: Mutex<Sink> = Mutex::new(Sink {
     enabled: true,
 });
 
-/// Sends the log to `path` (appending) instead of stderr.
+/// Sends the log to `path` (appending) instead of stderr. A symlink, FIFO, device, hard
+/// link or another user's file there is refused (src/untrusted.rs).
 pub fn open(path: &Path, verbose: bool) -> std::io::Result<()> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = crate::untrusted::open_log(path)?;
     let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
     sink.file = Some(file);
     sink.verbose = verbose;
@@ -63,13 +66,46 @@ fn write(level: &str, msg: &str, needs_verbose: bool) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let line = format!(
-        "{}.{:06}: {level}: {msg}\n",
+        "{}.{:06}: {level}: {}\n",
         now.as_secs(),
-        now.subsec_micros()
+        now.subsec_micros(),
+        escape_controls(msg)
     );
     // A log that cannot be written must not take the agent down.
     let _ = match sink.file.as_mut() {
         Some(f) => f.write_all(line.as_bytes()),
         None => std::io::stderr().write_all(line.as_bytes()),
     };
+}
+
+/// `msg` with every control character written as `\n`, `\r`, `\t` or `\u{…}`.
+pub fn escape_controls(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return msg.into();
+    }
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_start_a_line() {
+        assert_eq!(escape_controls("plain 'x'"), "plain 'x'");
+        assert_eq!(
+            escape_controls("a\n1.0: critical: FORGED\r\t\u{1b}[2J\u{85}"),
+            "a\\n1.0: critical: FORGED\\r\\t\\u{1b}[2J\\u{85}"
+        );
+    }
 }

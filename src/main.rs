@@ -31,6 +31,8 @@ fn main() {
 }
 
 fn serve(mut config: Config, sysroot: PathBuf) -> Result<(), String> {
+    // No core file: one could hold a password on its way to chpasswd.
+    sys::process::set_not_dumpable().map_err(|e| format!("cannot disable core dumps: {e}"))?;
     if let Ok(cwd) = std::env::current_dir() {
         config.anchor_paths(&cwd);
     }

@@ -258,14 +258,19 @@ pub struct PasswordArgs {
 }
 
 /// Sets root's password; the secret goes only to chpasswd's stdin.
+/// The request's copy of it is wiped afterwards.
 pub fn change_password(_: &Ctx, args: PasswordArgs) -> Result<Step<Errnum>, Error> {
-    let pw = args.new_password.as_bytes();
+    let mut pw = args.new_password.into_bytes();
     if pw.contains(&b'\n') || pw.contains(&0) || pw.len() > accounts::MAX_PASSWORD {
+        crate::sys::secret::wipe(&mut pw);
         return Ok(Step::Done(Errnum {
             errnum: libc::EINVAL,
         }));
     }
-    job::settle(accounts::chpasswd("root", pw, false), |r| Ok(Errnum::of(r)))
+    // chpasswd copies the line it sends; this copy goes at once.
+    let step = accounts::chpasswd("root", &pw, false);
+    crate::sys::secret::wipe(&mut pw);
+    job::settle(step, |r| Ok(Errnum::of(r)))
 }
 
 #[cfg(test)]

@@ -251,8 +251,21 @@ fn render_row(p: &Process, r: &ProcessRow, hz: u64) -> String {
         r.cpu_percent,
         r.mem_percent,
         cpu_time(p.cpu_ticks(), hz),
-        p.comm
+        printable(&p.comm)
     )
+}
+
+/// A process name as top prints it: control characters become `?`, so a process that
+/// names itself "x\nFORGED" (prctl PR_SET_NAME) cannot add a line to the text.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        name.into()
+    }
 }
 
 /// A KiB amount in `width` columns, scaled to m/g/t like top when it does not fit.
@@ -291,6 +304,12 @@ mod tests {
         assert_eq!(uptime_text(35 * 60 + 5), "35 min,");
         assert_eq!(uptime_text(3 * 86_400 + 3600 + 5 * 60), "3 days,  1:05,");
         assert_eq!(uptime_text(86_400 + 12 * 60), "1 day, 12 min,");
+    }
+
+    #[test]
+    fn control_characters_in_names_print_as_question_marks() {
+        assert_eq!(printable("x\nFORGED\t\u{1b}"), "x?FORGED??");
+        assert_eq!(printable("kworker/0:1"), "kworker/0:1");
     }
 
     #[test]

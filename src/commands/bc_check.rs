@@ -71,9 +71,9 @@ pub fn user_check(ctx: &Ctx, args: UserCheckArgs) -> Result<Step<UserCheck>, Err
     let run = Run::program(cmd, Vec::new(), timeout, OUTPUT_CAP);
     Ok(Step::wait(run, move |_, result| {
         let done = result.map_err(|e| Error::io(format!("failed to run {SHELL}"), e))?;
+        // Not the check's name: it is an argument, and -v logs none (README).
         log::debug(&format!(
-            "user check '{}' exited with {}{}",
-            args.command_name,
+            "user check exited with {}{}",
             done.exit_code(),
             if done.timed_out() { " (timed out)" } else { "" }
         ));

@@ -1,6 +1,7 @@
 //! guest-get-disk-status: size, use and writability of every disk-backed filesystem in
-//! /proc/self/mounts, measured with statvfs(2). Network filesystems are measured in a
-//! forked child with a deadline, so a hung NFS server cannot hang the agent.
+//! /proc/self/mounts, measured with statvfs(2). Network and FUSE filesystems are measured
+//! in a forked child with a deadline, so a hung NFS server or a FUSE daemon that never
+//! answers (a guest user can mount one) cannot hang the agent.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -172,6 +173,12 @@ pub fn is_network(fstype: &str) -> bool {
     NETWORK.contains(&fstype)
 }
 
+/// Whose statvfs may block forever, so it is measured in a child with a deadline: a
+/// network filesystem's server, or a FUSE daemon (any user may run one).
+pub fn measured_in_child(fstype: &str) -> bool {
+    is_network(fstype) || proc::mounts::is_fuse_type(fstype)
+}
+
 /// The mounts to report, in table order: disk-backed or network filesystems; for a
 /// mount point mounted over, the top mount; for a device mounted several times (bind
 /// mounts, btrfs subvolumes), the first mount only.
@@ -206,12 +213,12 @@ struct Measuring {
     budget_end: Instant,
 }
 
-/// statvfs of each mount (below the context's root), network ones in a child the loop
-/// bounds, one after the other; unanswered mounts are left out.
+/// statvfs of each mount (below the context's root), network and FUSE ones in a child
+/// the loop bounds, one after the other; unanswered mounts are left out.
 fn measure(ctx: &Ctx, mut m: Measuring) -> Result<Step<Vec<(Mount, FsStat)>>, Error> {
     while let Some(mount) = m.left.pop_front() {
         let path = ctx.path(&mount.mountpoint);
-        if !is_network(&mount.fstype) {
+        if !measured_in_child(&mount.fstype) {
             match statvfs::statvfs(&path) {
                 Ok(st) => m.measured.push((mount, st)),
                 Err(e) => log::debug(&format!("disk-status: statvfs '{}': {e}", mount.mountpoint)),
@@ -338,6 +345,24 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{got:?}");
         for ((d, mp), (wd, wmp)) in got.iter().zip(want) {
             assert_eq!((d.as_str(), mp.as_str()), (wd, wmp));
+        }
+    }
+
+    #[test]
+    fn fuse_and_network_mounts_are_measured_in_a_child() {
+        for t in [
+            "fuse",
+            "fuseblk",
+            "fuse.sshfs",
+            "fuse.lxcfs",
+            "fuse.portal",
+            "nfs4",
+            "cifs",
+        ] {
+            assert!(measured_in_child(t), "{t}");
+        }
+        for t in ["ext4", "xfs", "btrfs", "zfs", "fusectl", "vfat"] {
+            assert!(!measured_in_child(t), "{t}");
         }
     }
 

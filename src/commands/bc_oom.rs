@@ -1,9 +1,11 @@
 //! guest-get-oom-status: whether the kernel OOM killer has killed anything since boot.
 //! Sources: the kernel log (klogctl READ_ALL), /proc/vmstat `oom_kill` (4.13+), and a
 //! record in the statedir keyed by /proc/sys/kernel/random/boot_id, because the ring
-//! buffer wraps and a kill seen once must stay reported until the next boot.
+//! buffer wraps and a kill seen once must stay reported until the next boot. The
+//! statedir may be writable by others: the record is read and written as src/untrusted.rs
+//! says (no symlink followed, no FIFO waited on, a temporary made with O_EXCL).
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,8 @@ use super::NoArgs;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::log;
+use crate::sys::dirfd::Dir;
+use crate::untrusted::{self, STATE_FILE_CAP};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -54,14 +58,14 @@ pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
         .read("proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let path = ctx.statedir().join(STATE_FILE);
-    let before = load(&path).filter(|m| !boot_id.is_empty() && m.boot_id == boot_id);
+    let statedir = ctx.statedir();
+    let before = load(statedir).filter(|m| !boot_id.is_empty() && m.boot_id == boot_id);
     let now = merge(before.as_ref(), &kills, vmstat, &boot_id);
     if before.as_ref() != Some(&now) && !boot_id.is_empty() && now.count > 0 {
-        if let Err(e) = save(&path, &now) {
+        if let Err(e) = save(statedir, &now) {
             log::debug(&format!(
                 "cannot record OOM state in '{}': {e}",
-                path.display()
+                statedir.join(STATE_FILE).display()
             ));
         }
     }
@@ -112,14 +116,29 @@ fn merge(before: Option<&Memory>, kills: &[String], vmstat: Option<u64>, boot_id
     }
 }
 
-fn load(path: &std::path::Path) -> Option<Memory> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+/// The record, if there is a readable one of ours; a symlink, FIFO, hard link or a
+/// file someone else owns is refused (and logged).
+fn load(statedir: &Path) -> Option<Memory> {
+    let dir = Dir::open(statedir).ok()?;
+    let opened = untrusted::open_own_file(&dir, STATE_FILE, STATE_FILE_CAP).and_then(|f| {
+        f.map(|mut f| untrusted::read_capped(&mut f, STATE_FILE_CAP))
+            .transpose()
+    });
+    match opened {
+        Ok(bytes) => serde_json::from_slice(&bytes?).ok(),
+        Err(e) => {
+            log::warn(&format!(
+                "OOM record '{}' not read: {e}",
+                statedir.join(STATE_FILE).display()
+            ));
+            None
+        }
+    }
 }
 
-fn save(path: &std::path::Path, m: &Memory) -> std::io::Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    std::fs::write(&tmp, serde_json::to_vec(m).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&tmp, path)
+fn save(statedir: &Path, m: &Memory) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(m).map_err(std::io::Error::other)?;
+    untrusted::replace(&Dir::open(statedir)?, STATE_FILE, 0o600, &bytes)
 }
 
 /// `oom_kill` from /proc/vmstat (4.13+).

@@ -59,6 +59,12 @@ pub fn get_diskstats(ctx: &Ctx, _: NoArgs) -> Result<Vec<MountedDiskStats>, Erro
     let mounts = parse_mounts(&ctx.read("proc/self/mounts")?);
     let mut by_device: Vec<Option<MountedDiskStats>> = stats.iter().map(|_| None).collect();
     for m in &mounts {
+        // A user's FUSE mount has no block device, and its source is any path she names,
+        // even one inside her own FUSE mount, whose daemon need never answer a stat.
+        // (fuseblk needs root's blkdev option: its source is a real device.)
+        if m.is_fuse() && m.fstype != "fuseblk" {
+            continue;
+        }
         let Some(i) = resolve_device(ctx, &m.device, &stats)
             .or_else(|| root_device(ctx, &m.device, &m.mountpoint, &stats))
         else {
@@ -243,6 +249,29 @@ mod tests {
         assert_eq!(at("/dev/mapper/other"), None);
         assert_eq!(at("10.0.0.1:/export"), None);
         assert_eq!(at("tmpfs"), None);
+    }
+
+    #[test]
+    fn user_fuse_sources_are_not_looked_up() {
+        let r = root("fuse");
+        let p = |s: &str| r.0.join(s);
+        std::fs::create_dir_all(p("proc/self")).unwrap();
+        std::fs::create_dir_all(p("home/m")).unwrap();
+        std::fs::write(
+            p("proc/diskstats"),
+            " 252       0 vdq 1 2 3 4 5 6 7 8 0 9 10\n",
+        )
+        .unwrap();
+        // Her fsname is a link to vdq: looking it up would list her mount under vdq.
+        std::os::unix::fs::symlink("/dev/vdq", p("home/m/src")).unwrap();
+        std::fs::write(
+            p("proc/self/mounts"),
+            "/dev/vdq / ext4 rw 0 0\n/home/m/src /home/m/mnt fuse.sshfs rw,user_id=1000 0 0\n",
+        )
+        .unwrap();
+        let got = get_diskstats(&Ctx::with_root(&r.0), NoArgs {}).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].mount_points, ["/"]);
     }
 
     #[test]

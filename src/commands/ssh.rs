@@ -1,9 +1,12 @@
 //! SSH keys: guest-ssh-get/add/remove-authorized-keys on ~user/.ssh/authorized_keys.
-//! Works through directory fds (src/sys/dirfd.rs) so a symlink the user planted as
-//! .ssh, authorized_keys or the temporary file is never followed by the root agent;
-//! writes go to a new file that is renamed over the old one.
+//! Every file operation runs with the user's filesystem ids (setfsuid/setfsgid, see
+//! src/untrusted.rs), through directory fds (src/sys/dirfd.rs), so the root agent can
+//! read and write there only what the user could: a symlink or hard link the user
+//! planted, a FIFO, or a file that is not theirs is refused. Writes go to a new file
+//! that is renamed over the old one. Adding and removing are linear in the key count.
 
-use std::io::{self, Read, Write};
+use std::collections::HashSet;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 
 use serde::{Deserialize, Serialize};
@@ -14,9 +17,13 @@ use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::job::Step;
 use crate::sys::dirfd::Dir;
+use crate::sys::fsids::FsIds;
+use crate::untrusted::{self, Account};
 
 const SSH_DIR: &str = ".ssh";
 const AUTHORIZED_KEYS: &str = "authorized_keys";
+/// Largest authorized_keys read or written: 16 MiB is 20,000 RSA-4096 keys.
+pub const AUTHORIZED_KEYS_CAP: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +121,23 @@ impl KeyOwner<'_> {
     fn shown(&self, rel: &str) -> String {
         format!("{}/{rel}", self.home.trim_end_matches('/'))
     }
+
+    fn account(&self) -> Account {
+        Account {
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+
+    /// File access as this user until the guard is dropped.
+    fn switch(&self) -> Result<FsIds, Error> {
+        untrusted::as_user(self.account()).map_err(|e| {
+            Error::io(
+                format!("failed to take the file permissions of uid {}", self.uid),
+                e,
+            )
+        })
+    }
 }
 
 /// Rejects what cannot be one line of authorized_keys: qemu-ga refuses comments and
@@ -149,33 +173,62 @@ fn lines_of(text: &str) -> Vec<&str> {
 }
 
 /// `existing` plus each key not yet present (compared trimmed); other lines, comments
-/// included, stay as they were. Every line ends in a newline.
+/// included, stay as they were. Every line ends in a newline. One set lookup per line
+/// and per key: linear, where comparing every key with every line was quadratic.
 pub fn with_keys_added(existing: &str, keys: &[String]) -> String {
     let mut lines: Vec<&str> = lines_of(existing);
+    let mut present: HashSet<Trimmed> = lines.iter().map(|l| Trimmed::of(l)).collect();
     for key in keys {
-        if !lines.iter().any(|l| l.trim() == key.trim()) {
+        if present.insert(Trimmed::of(key)) {
             lines.push(key);
         }
     }
     joined(&lines)
 }
 
-/// `existing` without the lines equal (trimmed) to one of `keys`.
+/// `existing` without the lines equal (trimmed) to one of `keys`; linear as above.
 pub fn with_keys_removed(existing: &str, keys: &[String]) -> String {
+    let gone: HashSet<Trimmed> = keys.iter().map(|k| Trimmed::of(k)).collect();
     let lines: Vec<&str> = lines_of(existing)
         .into_iter()
-        .filter(|l| !keys.iter().any(|k| k.trim() == l.trim()))
+        .filter(|l| !gone.contains(&Trimmed::of(l)))
         .collect();
     joined(&lines)
 }
 
+/// A line or key as compared: without surrounding blanks.
+#[derive(Hash)]
+struct Trimmed<'a>(&'a str);
+
+impl<'a> Trimmed<'a> {
+    fn of(s: &'a str) -> Trimmed<'a> {
+        Trimmed(s.trim())
+    }
+}
+
+impl PartialEq for Trimmed<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(test)]
+        tests::COMPARISONS.with(|c| c.set(c.get() + 1));
+        self.0 == other.0
+    }
+}
+
+impl Eq for Trimmed<'_> {}
+
 fn joined(lines: &[&str]) -> String {
-    lines.iter().map(|l| format!("{l}\n")).collect()
+    let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }
 
 /// The user's keys; a missing .ssh or authorized_keys means no keys (qemu-ga reports
 /// an error there).
 pub fn read_keys(ctx: &Ctx, owner: KeyOwner) -> Result<Vec<String>, Error> {
+    let _as_user = owner.switch()?;
     let home = open_home(ctx, owner)?;
     let Some(ssh) = open_ssh_dir(&home, owner)? else {
         return Ok(Vec::new());
@@ -187,6 +240,7 @@ pub fn read_keys(ctx: &Ctx, owner: KeyOwner) -> Result<Vec<String>, Error> {
 
 /// Adds `keys` (validated by the caller); with `reset`, they replace the file.
 pub fn add_keys(ctx: &Ctx, owner: KeyOwner, keys: &[String], reset: bool) -> Result<(), Error> {
+    let _as_user = owner.switch()?;
     let home = open_home(ctx, owner)?;
     let ssh = match open_ssh_dir(&home, owner)? {
         Some(ssh) => ssh,
@@ -202,6 +256,7 @@ pub fn add_keys(ctx: &Ctx, owner: KeyOwner, keys: &[String], reset: bool) -> Res
 
 /// Removes `keys`; a missing file or key is not an error.
 pub fn remove_keys(ctx: &Ctx, owner: KeyOwner, keys: &[String]) -> Result<(), Error> {
+    let _as_user = owner.switch()?;
     let home = open_home(ctx, owner)?;
     let Some(ssh) = open_ssh_dir(&home, owner)? else {
         return Ok(());
@@ -228,11 +283,12 @@ fn open_ssh_dir(home: &Dir, owner: KeyOwner) -> Result<Option<Dir>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(
             format!("failed to open directory '{}'", owner.shown(SSH_DIR)),
-            refused_link(e),
+            refused_dir_link(e),
         )),
     }
 }
 
+/// Creates ~/.ssh as the user (so it is theirs), mode exactly 0700.
 fn create_ssh_dir(home: &Dir, owner: KeyOwner) -> Result<Dir, Error> {
     let shown = owner.shown(SSH_DIR);
     home.mkdir(SSH_DIR, 0o700)
@@ -240,6 +296,7 @@ fn create_ssh_dir(home: &Dir, owner: KeyOwner) -> Result<Dir, Error> {
     let dir = home
         .open_dir(SSH_DIR)
         .map_err(|e| Error::io(format!("failed to open directory '{shown}'"), e))?;
+    // In a set-group-ID home the new directory would take the home's group.
     std::os::unix::fs::fchown(dir.as_file(), Some(owner.uid), Some(owner.gid))
         .map_err(|e| Error::io(format!("failed to set ownership of '{shown}'"), e))?;
     // mkdir's mode is reduced by the umask; the directory must be exactly 0700.
@@ -249,66 +306,55 @@ fn create_ssh_dir(home: &Dir, owner: KeyOwner) -> Result<Dir, Error> {
     Ok(dir)
 }
 
-/// The file's text, or None if it does not exist. A symlink is refused, so the content
-/// of a file the user may not read never reaches their authorized_keys or the host.
+/// The file's text, or None if it does not exist. Opened as the user and refused unless
+/// it is a regular file of theirs with one link, so the content of a file the user may
+/// not read (a symlink or hard link to /etc/shadow) never reaches their authorized_keys
+/// or the host, and a FIFO or a huge file cannot stall the agent.
 fn read_authorized_keys(ssh: &Dir, owner: KeyOwner) -> Result<Option<String>, Error> {
     let shown = owner.shown(&format!("{SSH_DIR}/{AUTHORIZED_KEYS}"));
-    let mut file = match ssh.open_file(AUTHORIZED_KEYS) {
+    let failed = |e| Error::io(format!("failed to read '{shown}'"), e);
+    let opened =
+        untrusted::open_user_file(ssh, AUTHORIZED_KEYS, owner.account(), AUTHORIZED_KEYS_CAP);
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::io(
-                format!("failed to read '{shown}'"),
-                refused_link(e),
-            ))
-        }
+        Err(e) => return Err(failed(e)),
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| Error::io(format!("failed to read '{shown}'"), e))?;
+    let bytes = untrusted::read_capped(&mut file, AUTHORIZED_KEYS_CAP).map_err(failed)?;
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// Writes `text` to a new file owned by the user with mode 0600 and renames it over
-/// authorized_keys, so sshd sees either the old or the new file, never a partial one.
+/// Writes `text` to a new file (the user's: the caller switched to them) with mode 0600
+/// and renames it over authorized_keys, so sshd sees either the old or the new file.
 fn write_authorized_keys(ssh: &Dir, owner: KeyOwner, text: &str) -> Result<(), Error> {
     let shown = owner.shown(&format!("{SSH_DIR}/{AUTHORIZED_KEYS}"));
-    let tmp = format!("{AUTHORIZED_KEYS}.qga-{}", std::process::id());
-    // A leftover from an agent killed mid-write.
-    let _ = ssh.unlink(&tmp);
-    let result = (|| {
-        let mut file = ssh
-            .create_new(&tmp, 0o600)
-            .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))?;
-        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
-            .map_err(|e| Error::io(format!("failed to set ownership of '{shown}'"), e))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("failed to set permissions of '{shown}'"), e))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))?;
-        ssh.rename(&tmp, AUTHORIZED_KEYS)
-            .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))
-    })();
-    if result.is_err() {
-        let _ = ssh.unlink(&tmp);
+    if text.len() as u64 > AUTHORIZED_KEYS_CAP {
+        return Err(Error::Failed(format!(
+            "failed to write to '{shown}': it would be larger than {AUTHORIZED_KEYS_CAP} bytes"
+        )));
     }
-    result
+    untrusted::replace(ssh, AUTHORIZED_KEYS, 0o600, text.as_bytes())
+        .map_err(|e| Error::io(format!("failed to write to '{shown}'"), e))
 }
 
-/// O_NOFOLLOW reports a symlink as ELOOP ("Too many levels of symbolic links"), or as
-/// ENOTDIR together with O_DIRECTORY; say what it is.
-fn refused_link(e: io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(libc::ELOOP) => io::Error::other("is a symbolic link, refused"),
-        Some(libc::ENOTDIR) => io::Error::other("not a directory (symbolic links are refused)"),
-        _ => e,
+/// O_NOFOLLOW|O_DIRECTORY reports a symlink as ELOOP or ENOTDIR; say what it is.
+fn refused_dir_link(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::NotADirectory {
+        io::Error::other("not a directory (symbolic links are refused)")
+    } else {
+        untrusted::refused_link(e)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Key comparisons made on this thread (see `Trimmed`'s `PartialEq`).
+        pub static COMPARISONS: Cell<u64> = const { Cell::new(0) };
+    }
 
     fn keys(k: &[&str]) -> Vec<String> {
         k.iter().map(|s| s.to_string()).collect()
@@ -352,6 +398,34 @@ mod tests {
             with_keys_removed(existing, &keys(&["k1", "k9"])),
             "# c\nk2\n"
         );
+    }
+
+    /// Key comparisons for adding `n` new keys to a file of `n` keys, then removing them.
+    fn comparisons_for(n: usize) -> u64 {
+        let old: Vec<String> = (0..n).map(|i| format!("ssh-rsa OLD{i}")).collect();
+        let new: Vec<String> = (0..n).map(|i| format!("ssh-rsa NEW{i}")).collect();
+        let existing = joined(&old.iter().map(String::as_str).collect::<Vec<_>>());
+        COMPARISONS.with(|c| c.set(0));
+        let added = with_keys_added(&existing, &new);
+        let removed = with_keys_removed(&added, &new);
+        assert_eq!(removed, existing);
+        COMPARISONS.with(|c| c.get())
+    }
+
+    #[test]
+    fn twenty_thousand_keys_take_linear_comparisons() {
+        // Comparing every key with every line made n * n / 2 = 2e8 comparisons here.
+        let (small, big) = (comparisons_for(2_000), comparisons_for(20_000));
+        eprintln!("key comparisons: 2,000 keys {small}, 20,000 keys {big}");
+        assert!(big <= 4 * 20_000, "{big} comparisons for 20,000 keys");
+        // Ten times the keys, about ten times the work (quadratic would be 100 times).
+        assert!(big <= 15 * small.max(2_000), "{small} -> {big}");
+    }
+
+    #[test]
+    fn duplicate_keys_in_one_request_are_added_once() {
+        let out = with_keys_added("a\n", &keys(&["b", " b ", "a", "c", "b"]));
+        assert_eq!(out, "a\nb\nc\n");
     }
 
     mod files {

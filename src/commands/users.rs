@@ -10,6 +10,7 @@ use crate::base64;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::job::Step;
+use crate::sys::secret::wipe;
 use crate::utmp::{self, UtmpRecord};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,13 +52,14 @@ pub struct SetPasswordArgs {
 
 /// Checks in qemu-ga's order and wording, then refuses a user /etc/passwd does not
 /// know (qemu-ga lets chpasswd fail with "child process has failed..."), then runs
-/// chpasswd. The password never reaches an error or a log line.
+/// chpasswd. The password never reaches an error or a log line; its encoded and decoded
+/// copies are wiped once chpasswd has it (a core would not show them, see main.rs).
 pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Step<Empty>, Error> {
-    let raw = Secret(base64::decode(&args.password)?);
+    let decoded = base64::decode(&args.password);
+    wipe(&mut args.password.into_bytes());
+    let raw = Secret(decoded?);
     accounts::check_credentials(&args.username, &raw.0)?;
-    let SetPasswordArgs {
-        username, crypted, ..
-    } = args;
+    let (username, crypted) = (args.username, args.crypted);
     accounts::find_user(ctx, &username)?.then(ctx, move |_, user| {
         if user.is_none() {
             return Err(Error::Failed(format!("user '{username}' does not exist")));
@@ -66,12 +68,12 @@ pub fn set_user_password(ctx: &Ctx, args: SetPasswordArgs) -> Result<Step<Empty>
     })
 }
 
-/// A decoded password, zeroed when dropped.
+/// A decoded password, wiped when dropped.
 struct Secret(Vec<u8>);
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        self.0.iter_mut().for_each(|b| *b = 0);
+        wipe(&mut self.0);
     }
 }
 

@@ -16,12 +16,23 @@ impl Mount {
         self.options.iter().any(|o| o == "ro")
     }
 
+    /// FUSE (fuse, fuseblk, fuse.SUBTYPE): a user-space daemon answers for it, and
+    /// fusermount (set-uid) lets any user run one, with a source ("fsname") of her choice.
+    pub fn is_fuse(&self) -> bool {
+        is_fuse_type(&self.fstype)
+    }
+
     /// The value of an option like "subvol=/x" or "vers=4.0".
     pub fn option(&self, name: &str) -> Option<&str> {
         self.options
             .iter()
             .find_map(|o| o.strip_prefix(name)?.strip_prefix('='))
     }
+}
+
+/// Whether `fstype` is a FUSE type (see [`Mount::is_fuse`]).
+pub fn is_fuse_type(fstype: &str) -> bool {
+    fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")
 }
 
 /// Parses the mount table; malformed lines (fewer than four fields) are skipped.

@@ -10,6 +10,14 @@ use std::path::Path;
 
 use super::check;
 
+/// open(2) flags for reading a file someone else may have planted: no final symlink, no
+/// waiting for a FIFO's writer or a device.
+pub const READ_NOFOLLOW: libc::c_int =
+    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+/// Extra open(2) flags for a file opened by path (pidfile, log) that must not be a
+/// symlink, a FIFO or a device: used with `OpenOptions::custom_flags`.
+pub const NOFOLLOW_NONBLOCK: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
 /// An open directory; names passed to its methods are single components.
 #[derive(Debug)]
 pub struct Dir(File);
@@ -31,9 +39,10 @@ impl Dir {
         Ok(Dir(self.openat(name, flags, 0)?))
     }
 
-    /// Opens the file `name` for reading, refusing a symlink.
+    /// Opens the file `name` for reading, refusing a symlink. Non-blocking, so a FIFO
+    /// or a device opens at once and the caller's fstat can refuse it.
     pub fn open_file(&self, name: &str) -> io::Result<File> {
-        self.openat(name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)
+        self.openat(name, READ_NOFOLLOW, 0)
     }
 
     /// Creates the file `name`, which must not exist yet, for writing with `mode`.
@@ -81,6 +90,12 @@ impl Dir {
         // SAFETY: `fd` was just returned by openat and is owned by nobody else.
         Ok(unsafe { File::from_raw_fd(fd) })
     }
+}
+
+/// True when an open(2) error means "the last component is a symlink" (O_NOFOLLOW
+/// answers ELOOP; with O_DIRECTORY it may answer ENOTDIR).
+pub fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {

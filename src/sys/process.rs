@@ -41,3 +41,12 @@ pub fn stdio_to_null() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Makes the process non-dumpable (prctl PR_SET_DUMPABLE 0, since 2.3.20): no core
+/// file, no ptrace by the same uid, /proc/PID files owned by root. A core of the agent
+/// could hold a password on its way to chpasswd.
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE reads only its integer argument.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}

@@ -6,10 +6,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::check;
 
+/// A non-blocking listening socket: a peer that connects and leaves before the accept
+/// must not leave the agent blocked in accept(2).
 pub fn listen(cid: u32, port: u32) -> io::Result<OwnedFd> {
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     // SAFETY: plain socket(2) call; the result is checked and owned at once.
-    let raw =
-        check(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let raw = check(unsafe { libc::socket(libc::AF_VSOCK, kind, 0) })?;
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: an all-zero sockaddr_vm is valid; the fields are set below.
@@ -30,17 +32,22 @@ pub fn listen(cid: u32, port: u32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Accepts one connection, non-blocking and close-on-exec.
-pub fn accept(listener: &OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: null address pointers are allowed; the result is checked and owned at once.
+/// Accepts one connection, non-blocking and close-on-exec; returns it with the peer's
+/// CID. EAGAIN (nobody waiting) comes back as `WouldBlock`.
+pub fn accept(listener: &OwnedFd) -> io::Result<(OwnedFd, u32)> {
+    // SAFETY: an all-zero sockaddr_vm is valid; accept4 fills it in.
+    let mut peer: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+    // SAFETY: `peer` and `len` live for the call and `len` is its size; the result is
+    // checked and owned at once.
     let raw = check(unsafe {
         libc::accept4(
             listener.as_raw_fd(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
+            &mut peer as *mut libc::sockaddr_vm as *mut libc::sockaddr,
+            &mut len,
             libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
         )
     })?;
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    Ok((unsafe { OwnedFd::from_raw_fd(raw) }, peer.svm_cid))
 }
