@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::commands::{
     bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, host, memory, net, power,
@@ -11,9 +11,9 @@ use crate::commands::{
 };
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::protocol::args::{call, call_mut};
+use crate::protocol::args::{call, call_mut, Encoded};
 
-pub type Handler = fn(&mut Ctx, Value) -> Result<Value, Error>;
+pub type Handler = fn(&mut Ctx, &RawValue) -> Result<Encoded, Error>;
 
 pub struct Command {
     pub name: &'static str,

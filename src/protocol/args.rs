@@ -1,11 +1,18 @@
 //! The single place where JSON arguments become typed handler arguments and typed
 //! results become JSON, with serde's messages reworded the way qemu-ga words them.
+//! Arguments are read from their text straight into the handler's type and results
+//! written straight to bytes: no `serde_json::Value` tree on either side, so memory
+//! follows the request and the reply, not how many tokens they hold.
+
+use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::argpath::{Path, Tracked};
+pub use super::reply::Encoded;
 
 use crate::ctx::Ctx;
 use crate::error::Error;
@@ -13,9 +20,9 @@ use crate::error::Error;
 /// Runs a read-only handler on JSON arguments.
 pub fn call<A, R>(
     ctx: &mut Ctx,
-    args: Value,
+    args: &RawValue,
     f: fn(&Ctx, A) -> Result<R, Error>,
-) -> Result<Value, Error>
+) -> Result<Encoded, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
@@ -26,9 +33,9 @@ where
 /// Runs a handler that changes agent state on JSON arguments.
 pub fn call_mut<A, R>(
     ctx: &mut Ctx,
-    args: Value,
+    args: &RawValue,
     f: fn(&mut Ctx, A) -> Result<R, Error>,
-) -> Result<Value, Error>
+) -> Result<Encoded, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
@@ -36,23 +43,62 @@ where
     invoke(args, |a| f(ctx, a))
 }
 
-fn invoke<A, R>(args: Value, run: impl FnOnce(A) -> Result<R, Error>) -> Result<Value, Error>
+fn invoke<A, R>(args: &RawValue, run: impl FnOnce(A) -> Result<R, Error>) -> Result<Encoded, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
 {
     let result = run(parse_args::<A>(args)?)?;
-    serde_json::to_value(result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
+    Encoded::of(&result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
+}
+
+/// Arguments as JSON text: the request's own (borrowed), or a `Value` built by a test.
+pub trait ArgsText {
+    fn text(&self) -> Cow<'_, str>;
+}
+
+impl ArgsText for &RawValue {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.get())
+    }
+}
+
+impl ArgsText for Value {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
 }
 
 /// Deserializes `args` (a JSON object) into `A`, mapping errors to qemu-ga's wording.
-pub fn parse_args<A: DeserializeOwned>(args: Value) -> Result<A, Error> {
+pub fn parse_args<A: DeserializeOwned>(args: impl ArgsText) -> Result<A, Error> {
+    let text = args.text();
+    let mut de = serde_json::Deserializer::from_str(&text);
     let path = Path::default();
-    A::deserialize(Tracked {
-        value: &args,
+    let parsed = A::deserialize(Tracked {
+        de: &mut de,
         path: &path,
     })
-    .map_err(|e| Error::Args(reword(&e.to_string(), &path)))
+    .and_then(|a| de.end().map(|()| a));
+    parsed.map_err(|e| {
+        let msg = without_position(&e);
+        if e.is_data() {
+            Error::Args(reword(&msg, &path))
+        } else {
+            // The text was checked when the request was framed; what is left is what
+            // only a full parse finds (a lone surrogate, more than 128 levels).
+            Error::Args(format!("JSON parse error, {msg}"))
+        }
+    })
+}
+
+/// serde_json's message without the " at line L column C" it appends: qemu-ga's
+/// messages have no position.
+pub fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    }
 }
 
 /// serde's message and the failure's location, in qemu-ga's words.

@@ -1,12 +1,18 @@
 //! One framed request in, at most one reply out: request validation in qemu-ga's order
 //! and wording, registry lookup, the allow/block and frozen gates, and the panic net.
+//! The request is read borrowing from its text: `arguments` stays text for the
+//! handler's typed parse, `id` is re-written for the reply without a tree.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
+use super::args::without_position;
 use super::framer::Frame;
-use super::reply::Reply;
+use super::reply::{Encoded, Reply};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::log;
@@ -29,7 +35,7 @@ pub fn handle(ctx: &mut Ctx, frame: Frame) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn generic(desc: impl Into<String>, id: Option<Value>) -> Reply {
+fn generic(desc: impl Into<String>, id: Option<Encoded>) -> Reply {
     Reply::Error {
         class: "GenericError",
         desc: desc.into(),
@@ -38,15 +44,19 @@ fn generic(desc: impl Into<String>, id: Option<Value>) -> Reply {
 }
 
 fn handle_text(ctx: &mut Ctx, bytes: &[u8]) -> Option<Reply> {
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
+    let request = match parse(bytes) {
+        Ok(r) => r,
+        Err(desc) => return Some(generic(desc, None)),
+    };
+    let id = match request
+        .id
+        .map(|raw| Encoded::transcode(raw.get()))
+        .transpose()
+    {
+        Ok(id) => id,
         Err(e) => return Some(generic(parse_error(&e), None)),
     };
-    let Value::Object(request) = value else {
-        return Some(generic("QMP input must be a JSON object", None));
-    };
-    let id = request.get("id").cloned();
-    let (name, args) = match validate(request) {
+    let (name, args) = match validate(&request) {
         Ok(v) => v,
         Err(desc) => return Some(generic(desc, id)),
     };
@@ -72,7 +82,7 @@ fn handle_text(ctx: &mut Ctx, bytes: &[u8]) -> Option<Reply> {
 }
 
 /// Runs one enabled command; a panic in its handler becomes a GenericError reply.
-fn execute(ctx: &mut Ctx, cmd: &Command, args: Value, id: Option<Value>) -> Option<Reply> {
+fn execute(ctx: &mut Ctx, cmd: &Command, args: &RawValue, id: Option<Encoded>) -> Option<Reply> {
     let result = catch_unwind(AssertUnwindSafe(|| (cmd.handler)(ctx, args)));
     match result {
         Ok(Ok(value)) => cmd.success_response.then_some(Reply::Return { value, id }),
@@ -92,38 +102,108 @@ fn execute(ctx: &mut Ctx, cmd: &Command, args: Value, id: Option<Value>) -> Opti
     }
 }
 
+/// The request's members, borrowed from its text; of a repeated member the last counts,
+/// as it did in a `Value` map.
+#[derive(Default)]
+struct Request<'a> {
+    execute: Option<&'a RawValue>,
+    arguments: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    /// The first other member in name order: qmp-dispatch.c checks members in its
+    /// dict's order, which was name order here.
+    unexpected: Option<Cow<'a, str>>,
+}
+
+/// The whole text must be JSON before anything else is said about it; then it must be
+/// an object.
+fn parse(bytes: &[u8]) -> Result<Request<'_>, String> {
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| parse_error(&e))?;
+    if !raw.get().starts_with('{') {
+        return Err("QMP input must be a JSON object".into());
+    }
+    serde_json::from_str(raw.get()).map_err(|e| parse_error(&e))
+}
+
+impl<'de> Deserialize<'de> for Request<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = Request<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Request<'de>, A::Error> {
+        let mut r = Request::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "execute" => &mut r.execute,
+                "arguments" => &mut r.arguments,
+                "id" => &mut r.id,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    if r.unexpected.as_ref().is_none_or(|u| key < *u) {
+                        r.unexpected = Some(key);
+                    }
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
+        }
+        Ok(r)
+    }
+}
+
 /// Checks the request members (qmp-dispatch.c order); returns the command name and its
 /// arguments object.
-fn validate(request: Map<String, Value>) -> Result<(String, Value), String> {
-    let mut name = None;
-    let mut args = Value::Object(Map::new());
-    for (key, value) in request {
-        match key.as_str() {
-            "execute" => match value {
-                Value::String(s) => name = Some(s),
-                _ => return Err("QMP input member 'execute' must be a string".into()),
-            },
-            "arguments" => match value {
-                Value::Object(_) => args = value,
-                _ => return Err("QMP input member 'arguments' must be an object".into()),
-            },
-            "id" => {}
-            // Includes "exec-oob": qemu-ga has no out-of-band execution.
-            _ => return Err(format!("QMP input member '{key}' is unexpected")),
+fn validate<'a>(request: &Request<'a>) -> Result<(String, &'a RawValue), String> {
+    // Members were checked in name order: the first failing one in that order speaks.
+    let mut failures: Vec<(&str, String)> = Vec::new();
+    if let Some(args) = request.arguments {
+        if !args.get().starts_with('{') {
+            failures.push((
+                "arguments",
+                "QMP input member 'arguments' must be an object".into(),
+            ));
         }
     }
+    let name = match request.execute {
+        Some(raw) if raw.get().starts_with('"') => {
+            Some(serde_json::from_str::<String>(raw.get()).map_err(|e| parse_error(&e))?)
+        }
+        Some(_) => {
+            failures.push((
+                "execute",
+                "QMP input member 'execute' must be a string".into(),
+            ));
+            None
+        }
+        None => None,
+    };
+    if let Some(key) = &request.unexpected {
+        // Includes "exec-oob": qemu-ga has no out-of-band execution.
+        failures.push((key, format!("QMP input member '{key}' is unexpected")));
+    }
+    if let Some((_, desc)) = failures.into_iter().min_by(|a, b| a.0.cmp(b.0)) {
+        return Err(desc);
+    }
     let name = name.ok_or("QMP input lacks member 'execute'")?;
-    Ok((name, args))
+    Ok((name, request.arguments.unwrap_or(no_arguments())))
+}
+
+/// `{}`, the arguments of a request that has none.
+fn no_arguments() -> &'static RawValue {
+    serde_json::from_str("{}").expect("an empty object is JSON")
 }
 
 fn parse_error(e: &serde_json::Error) -> String {
-    // serde appends " at line L column C"; qemu-ga's messages have no position.
-    let msg = e.to_string();
-    let msg = match msg.rfind(" at line ") {
-        Some(i) => &msg[..i],
-        None => &msg,
-    };
-    format!("JSON parse error, {msg}")
+    format!("JSON parse error, {}", without_position(e))
 }
 
 #[cfg(test)]
@@ -166,7 +246,8 @@ mod tests {
         let cmd = Command::new("test-panic", |_, _| panic!("boom"));
         let mut ctx = Ctx::with_root("/");
         ctx.delimit_next_reply = true;
-        let reply = execute(&mut ctx, &cmd, Value::Null, Some(Value::from(3))).unwrap();
+        let id = Encoded::of(&3).unwrap();
+        let reply = execute(&mut ctx, &cmd, no_arguments(), Some(id)).unwrap();
         let wire = String::from_utf8(reply.to_bytes()).unwrap();
         assert_eq!(
             wire,
@@ -177,12 +258,13 @@ mod tests {
 
     #[test]
     fn no_success_response_sends_nothing_on_success() {
-        let cmd = Command::new("test-quiet", |_, _| Ok(Value::Null)).no_success_response();
+        let cmd =
+            Command::new("test-quiet", |_, _| Ok(Encoded::of(&()).unwrap())).no_success_response();
         let mut ctx = Ctx::with_root("/");
-        assert!(execute(&mut ctx, &cmd, Value::Null, None).is_none());
+        assert!(execute(&mut ctx, &cmd, no_arguments(), None).is_none());
         let failing =
             Command::new("test-fail", |_, _| Err(Error::Failed("no".into()))).no_success_response();
-        assert!(execute(&mut ctx, &failing, Value::Null, None).is_some());
+        assert!(execute(&mut ctx, &failing, no_arguments(), None).is_some());
     }
 
     #[test]
