@@ -101,24 +101,35 @@ fn request_over_64mib_of_tokens_is_refused_and_memory_stays_bounded() {
     assert_peak_within_bound(&agent, "64 MiB, over the size limit", request.len());
 }
 
+/// What qemu-ga says of a request that reaches guest-ping with argument `member`.
+fn unexpected(id: u32, member: &str) -> String {
+    format!(
+        r#"{{"id": {id}, "error": {{"class": "GenericError", "desc": "Parameter '{member}' is unexpected"}}}}"#
+    )
+}
+
+/// Sends `request`, which the framer must accept, then a ping; checks both replies and
+/// the agent's peak memory.
+fn assert_accepted(case: &str, request: &[u8], reply: &str) {
+    let agent = Agent::start(&[]);
+    let mut c = agent.connect();
+    c.send(request);
+    c.send(AFTER);
+    assert_eq!(c.text(), reply);
+    assert_eq!(c.text(), SERVED);
+    assert_peak_within_bound(&agent, case, request.len());
+}
+
 /// Just under the limit: 64 MiB less one byte of tokens, with whitespace that does not
 /// count, reaches the command.
 #[test]
 fn request_just_under_64mib_of_tokens_is_accepted() {
-    let agent = Agent::start(&[]);
-    let mut c = agent.connect();
     let mut request = br#"{"execute":"guest-ping","id":1, "arguments":{"a":""#.to_vec();
     // 53 token bytes besides the string's contents.
     request.resize(request.len() + 64 * MIB - 53 - 1, b'a');
     request.extend_from_slice(br#""}}"#);
-    c.send(&request);
-    c.send(AFTER);
-    assert_eq!(
-        c.text(),
-        r#"{"id": 1, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}}"#
-    );
-    assert_eq!(c.text(), SERVED);
-    assert_peak_within_bound(&agent, "64 MiB less a byte, accepted", request.len());
+    let case = "64 MiB less a byte, accepted";
+    assert_accepted(case, &request, &unexpected(1, "a"));
 }
 
 #[test]
@@ -136,38 +147,24 @@ fn four_mib_id_is_echoed_within_the_bound() {
 /// refused by name without a tree of two million values.
 #[test]
 fn token_limit_request_is_accepted_within_the_bound() {
-    let agent = Agent::start(&[]);
-    let mut c = agent.connect();
     let mut request = br#"{"execute":"guest-ping","id":2,"arguments":{"x":[[]"#.to_vec();
     // 19 tokens besides the numbers and their commas.
     for _ in 0..(2_097_152 - 19) / 2 {
         request.extend_from_slice(b",100");
     }
     request.extend_from_slice(b"]}}");
-    c.send(&request);
-    c.send(AFTER);
-    assert_eq!(
-        c.text(),
-        r#"{"id": 2, "error": {"class": "GenericError", "desc": "Parameter 'x' is unexpected"}}"#
-    );
-    assert_eq!(c.text(), SERVED);
-    assert_peak_within_bound(&agent, "2,097,152 tokens, accepted", request.len());
+    let case = "2,097,152 tokens, accepted";
+    assert_accepted(case, &request, &unexpected(2, "x"));
 }
 
 /// 1024 levels are allowed, and qemu-ga names the unexpected member however deep its
 /// value is (serde_json alone stops at 128).
 #[test]
 fn depth_1024_is_accepted_and_the_member_named() {
-    let agent = Agent::start(&[]);
-    let mut c = agent.connect();
     let deep = format!(
         r#"{{"execute":"guest-ping","id":3,"arguments":{{"x":{}{}}}}}"#,
         "[".repeat(1022),
         "]".repeat(1022)
     );
-    c.send(deep.as_bytes());
-    assert_eq!(
-        c.text(),
-        r#"{"id": 3, "error": {"class": "GenericError", "desc": "Parameter 'x' is unexpected"}}"#
-    );
+    assert_accepted("depth 1024", deep.as_bytes(), &unexpected(3, "x"));
 }

@@ -53,69 +53,75 @@ impl Path {
 /// Deserializes from `de`, recording in `path` where a failure happened: on error the
 /// segments of the failing member stay in `path`.
 pub struct Tracked<'p, D> {
-    pub de: D,
-    pub path: &'p Path,
+    de: D,
+    path: &'p Path,
+    /// Reading a member name: it goes into the path as soon as it is read, so that
+    /// "unknown field" names it.
+    key: bool,
+}
+
+impl<'p, D> Tracked<'p, D> {
+    pub fn new(de: D, path: &'p Path) -> Self {
+        Tracked {
+            de,
+            path,
+            key: false,
+        }
+    }
 }
 
 /// The same visitor, with sequences and maps it is given tracked.
 struct Wrap<'p, V> {
     v: V,
     path: &'p Path,
+    key: bool,
 }
 
+/// Each `deserialize_*` passed to the inner deserializer with the visitor wrapped.
 macro_rules! forward_deserialize {
-    ($wrap:ident; $($name:ident($($arg:ident: $ty:ty),*);)*) => {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
         $(fn $name<V: Visitor<'de>>(self, $($arg: $ty,)* v: V) -> Result<V::Value, D::Error> {
-            let path = self.path;
-            self.de.$name($($arg,)* $wrap { v, path })
+            let (path, key) = (self.path, self.key);
+            self.de.$name($($arg,)* Wrap { v, path, key })
         })*
-    };
-}
-
-/// Every `deserialize_*` but `deserialize_enum`, passed to the inner deserializer with
-/// the visitor wrapped in `$wrap`.
-macro_rules! forward_all_but_enum {
-    ($wrap:ident) => {
-        forward_deserialize! {
-            $wrap;
-            deserialize_any();
-            deserialize_bool();
-            deserialize_i8();
-            deserialize_i16();
-            deserialize_i32();
-            deserialize_i64();
-            deserialize_i128();
-            deserialize_u8();
-            deserialize_u16();
-            deserialize_u32();
-            deserialize_u64();
-            deserialize_u128();
-            deserialize_f32();
-            deserialize_f64();
-            deserialize_char();
-            deserialize_str();
-            deserialize_string();
-            deserialize_bytes();
-            deserialize_byte_buf();
-            deserialize_option();
-            deserialize_unit();
-            deserialize_unit_struct(name: &'static str);
-            deserialize_newtype_struct(name: &'static str);
-            deserialize_seq();
-            deserialize_tuple(len: usize);
-            deserialize_tuple_struct(name: &'static str, len: usize);
-            deserialize_map();
-            deserialize_struct(name: &'static str, fields: &'static [&'static str]);
-            deserialize_identifier();
-            deserialize_ignored_any();
-        }
     };
 }
 
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
     type Error = D::Error;
 
-    forward_all_but_enum!(Wrap);
+    forward_deserialize! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
+    }
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -151,6 +157,14 @@ macro_rules! forward_visit {
     };
 }
 
+impl<V> Wrap<'_, V> {
+    fn name(&self, s: &str) {
+        if self.key {
+            self.path.push(Segment::Key(s.to_string()));
+        }
+    }
+}
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     type Value = V::Value;
 
@@ -173,12 +187,24 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
         visit_f32(f32);
         visit_f64(f64);
         visit_char(char);
-        visit_str(&str);
-        visit_borrowed_str(&'de str);
-        visit_string(String);
         visit_bytes(&[u8]);
         visit_borrowed_bytes(&'de [u8]);
         visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<V::Value, E> {
+        self.name(s);
+        self.v.visit_str(s)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<V::Value, E> {
+        self.name(s);
+        self.v.visit_borrowed_str(s)
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<V::Value, E> {
+        self.name(&s);
+        self.v.visit_string(s)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
@@ -190,13 +216,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
-        let path = self.path;
-        self.v.visit_some(Tracked { de, path })
+        self.v.visit_some(Tracked::new(de, self.path))
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
-        let path = self.path;
-        self.v.visit_newtype_struct(Tracked { de, path })
+        self.v.visit_newtype_struct(Tracked::new(de, self.path))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
@@ -219,18 +243,37 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 }
 
-/// A seed whose value is read through [`Tracked`].
+/// A seed whose value (or member name, with `key`) is read through [`Tracked`].
 struct Seed<'p, S> {
     seed: S,
     path: &'p Path,
+    key: bool,
+}
+
+impl<'p, S> Seed<'p, S> {
+    fn value(seed: S, path: &'p Path) -> Self {
+        Seed {
+            seed,
+            path,
+            key: false,
+        }
+    }
+
+    fn key(seed: S, path: &'p Path) -> Self {
+        Seed {
+            seed,
+            path,
+            key: true,
+        }
+    }
 }
 
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
-        let path = self.path;
-        self.seed.deserialize(Tracked { de, path })
+        let (path, key) = (self.path, self.key);
+        self.seed.deserialize(Tracked { de, path, key })
     }
 }
 
@@ -248,9 +291,8 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Items<'_, A> {
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
         self.path.push(Segment::Index(self.index));
-        let path = self.path;
         // On error the segment stays: the caller reads the path of the failure.
-        let out = self.seq.next_element_seed(Seed { seed, path })?;
+        let out = self.seq.next_element_seed(Seed::value(seed, self.path))?;
         self.path.pop();
         self.index += 1;
         Ok(out)
@@ -274,9 +316,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
         let depth = self.path.len();
-        let path = self.path;
-        // The key is pushed as soon as it is read, so "unknown field" names it.
-        let key = self.map.next_key_seed(KeySeed { seed, path })?;
+        let key = self.map.next_key_seed(Seed::key(seed, self.path))?;
         if key.is_some() && self.path.len() == depth {
             // A key read as something other than a string; name it by nothing.
             self.path.push(Segment::Key(String::new()));
@@ -285,86 +325,12 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        let path = self.path;
-        let out = self.map.next_value_seed(Seed { seed, path })?;
+        let out = self.map.next_value_seed(Seed::value(seed, self.path))?;
         self.path.pop();
         Ok(out)
     }
 
     fn size_hint(&self) -> Option<usize> {
         self.map.size_hint()
-    }
-}
-
-/// Reads a member name, recording it in the path before the struct's visitor sees it.
-struct KeySeed<'p, S> {
-    seed: S,
-    path: &'p Path,
-}
-
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, S> {
-    type Value = S::Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
-        let path = self.path;
-        self.seed.deserialize(KeyName { de, path })
-    }
-}
-
-struct KeyName<'p, D> {
-    de: D,
-    path: &'p Path,
-}
-
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for KeyName<'_, D> {
-    type Error = D::Error;
-
-    forward_all_but_enum!(KeyVisit);
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        v: V,
-    ) -> Result<V::Value, D::Error> {
-        let path = self.path;
-        self.de
-            .deserialize_enum(name, variants, KeyVisit { v, path })
-    }
-}
-
-struct KeyVisit<'p, V> {
-    v: V,
-    path: &'p Path,
-}
-
-impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisit<'_, V> {
-    type Value = V::Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        self.v.expecting(f)
-    }
-
-    forward_visit! {
-        visit_bool(bool);
-        visit_i64(i64);
-        visit_u64(u64);
-        visit_f64(f64);
-        visit_bytes(&[u8]);
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<V::Value, E> {
-        self.path.push(Segment::Key(s.to_string()));
-        self.v.visit_str(s)
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<V::Value, E> {
-        self.path.push(Segment::Key(s.to_string()));
-        self.v.visit_borrowed_str(s)
-    }
-
-    fn visit_string<E: de::Error>(self, s: String) -> Result<V::Value, E> {
-        self.path.push(Segment::Key(s.clone()));
-        self.v.visit_string(s)
     }
 }

@@ -74,14 +74,13 @@ pub fn parse_args<A: DeserializeOwned>(args: impl ArgsText) -> Result<A, Error> 
     let text = args.text();
     let mut de = serde_json::Deserializer::from_str(&text);
     let path = Path::default();
-    let parsed = A::deserialize(Tracked {
-        de: &mut de,
-        path: &path,
-    })
-    .and_then(|a| de.end().map(|()| a));
+    let parsed = A::deserialize(Tracked::new(&mut de, &path)).and_then(|a| de.end().map(|()| a));
     parsed.map_err(|e| {
         let msg = without_position(&e);
-        if e.is_data() {
+        if msg.starts_with("duplicate field `") {
+            // qemu-ga's parser refuses a repeated member before any command sees it.
+            Error::Args("JSON parse error, duplicate key".into())
+        } else if e.is_data() {
             Error::Args(reword(&msg, &path))
         } else {
             // The text was checked when the request was framed; what is left is what

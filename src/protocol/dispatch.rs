@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::args::without_position;
@@ -102,8 +102,7 @@ fn execute(ctx: &mut Ctx, cmd: &Command, args: &RawValue, id: Option<Encoded>) -
     }
 }
 
-/// The request's members, borrowed from its text; of a repeated member the last counts,
-/// as it did in a `Value` map.
+/// The request's members, borrowed from its text.
 #[derive(Default)]
 struct Request<'a> {
     execute: Option<&'a RawValue>,
@@ -154,6 +153,10 @@ impl<'de> Visitor<'de> for RequestVisitor {
                     continue;
                 }
             };
+            if slot.is_some() {
+                // qemu-ga's parser refuses a repeated member anywhere in a request.
+                return Err(de::Error::custom("duplicate key"));
+            }
             *slot = Some(map.next_value()?);
         }
         Ok(r)
@@ -265,6 +268,26 @@ mod tests {
         let failing =
             Command::new("test-fail", |_, _| Err(Error::Failed("no".into()))).no_success_response();
         assert!(execute(&mut ctx, &failing, no_arguments(), None).is_some());
+    }
+
+    #[test]
+    fn repeated_members_are_refused_like_qemu_ga() {
+        let mut ctx = Ctx::with_root("/");
+        let dup = "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, duplicate key\"}}\n";
+        assert_eq!(
+            run(
+                &mut ctx,
+                r#"{"execute":"guest-ping","execute":"guest-ping"}"#
+            ),
+            dup
+        );
+        assert_eq!(
+            run(
+                &mut ctx,
+                r#"{"execute":"guest-sync","arguments":{"id":1,"id":2}}"#
+            ),
+            dup
+        );
     }
 
     #[test]

@@ -444,38 +444,24 @@ impl<'de, S: ser::Serializer> Visitor<'de> for Visit<S> {
 }
 
 /// Seeds that write the next element, key or value as it is read.
-struct Element<'a, S>(&'a mut S);
-struct Key<'a, S>(&'a mut S);
-struct MapValue<'a, S>(&'a mut S);
+macro_rules! write_seed {
+    ($($seed:ident: $sink:ident::$write:ident;)*) => {
+        $(struct $seed<'a, S>(&'a mut S);
 
-impl<'de, S: ser::SerializeSeq> DeserializeSeed<'de> for Element<'_, S> {
-    type Value = ();
+        impl<'de, S: ser::$sink> DeserializeSeed<'de> for $seed<'_, S> {
+            type Value = ();
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.0
-            .serialize_element(&Transcode::new(d))
-            .map_err(de::Error::custom)
-    }
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                self.0.$write(&Transcode::new(d)).map_err(de::Error::custom)
+            }
+        })*
+    };
 }
 
-impl<'de, S: ser::SerializeMap> DeserializeSeed<'de> for Key<'_, S> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.0
-            .serialize_key(&Transcode::new(d))
-            .map_err(de::Error::custom)
-    }
-}
-
-impl<'de, S: ser::SerializeMap> DeserializeSeed<'de> for MapValue<'_, S> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.0
-            .serialize_value(&Transcode::new(d))
-            .map_err(de::Error::custom)
-    }
+write_seed! {
+    Element: SerializeSeq::serialize_element;
+    Key: SerializeMap::serialize_key;
+    MapValue: SerializeMap::serialize_value;
 }
 
 #[cfg(test)]
