@@ -168,3 +168,19 @@ fn depth_1024_is_accepted_and_the_member_named() {
     );
     assert_accepted("depth 1024", deep.as_bytes(), &unexpected(3, "x"));
 }
+
+/// A million `""` keys: 3 MiB of request, 24 MiB as the handler's `Vec<String>`. The
+/// arguments are refused once they cost twice their text (plus 4 MiB).
+#[test]
+fn arguments_costing_far_more_than_their_text_are_refused() {
+    let mut request =
+        br#"{"execute":"guest-ssh-add-authorized-keys","id":4,"arguments":{"username":"nobody","keys":["#
+            .to_vec();
+    for _ in 0..1_000_000 {
+        request.extend_from_slice(b"\"\",");
+    }
+    request.extend_from_slice(b"\"\"]}}");
+    let reply =
+        r#"{"id": 4, "error": {"class": "GenericError", "desc": "Parameter 'keys' is too large"}}"#;
+    assert_accepted("1M empty ssh keys", &request, reply);
+}

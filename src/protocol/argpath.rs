@@ -4,7 +4,7 @@
 //! arguments go from their text straight into the handler's typed struct, with no
 //! `Value` tree in between (serde_path_to_error's idea, our own code).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -14,27 +14,70 @@ enum Segment {
     Index(usize),
 }
 
-/// The path from the arguments object to the value being read.
-#[derive(Default)]
-pub struct Path(RefCell<Vec<Segment>>);
+/// What the typed arguments may cost: the bytes of every element and member value read
+/// so far, plus the text of every string. A `Vec<String>` of a million `""` costs 24
+/// bytes an element for 3 bytes of request; the budget keeps such a request from
+/// costing more than a small multiple of its size.
+const TOO_LARGE: &str = "typed arguments over budget";
+
+/// The path from the arguments object to the value being read, and what the values
+/// read so far cost.
+pub struct Path {
+    segments: RefCell<Vec<Segment>>,
+    spent: Cell<usize>,
+    budget: usize,
+}
+
+impl Default for Path {
+    fn default() -> Self {
+        Path::with_budget(usize::MAX)
+    }
+}
 
 impl Path {
+    /// A path whose values may cost `budget` bytes in all.
+    pub fn with_budget(budget: usize) -> Self {
+        Path {
+            segments: RefCell::default(),
+            spent: Cell::new(0),
+            budget,
+        }
+    }
+
+    /// True when reading stopped because the values cost more than the budget.
+    pub fn over_budget(&self) -> bool {
+        self.spent.get() > self.budget
+    }
+
+    fn spend(&self, bytes: usize) {
+        self.spent.set(self.spent.get().saturating_add(bytes));
+    }
+
+    /// Charges a value of type `T` just read; fails once the budget is spent.
+    fn charge<T, E: de::Error>(&self) -> Result<(), E> {
+        self.spend(std::mem::size_of::<T>());
+        if self.over_budget() {
+            return Err(E::custom(TOO_LARGE));
+        }
+        Ok(())
+    }
+
     fn push(&self, s: Segment) {
-        self.0.borrow_mut().push(s);
+        self.segments.borrow_mut().push(s);
     }
 
     fn pop(&self) {
-        self.0.borrow_mut().pop();
+        self.segments.borrow_mut().pop();
     }
 
     fn len(&self) -> usize {
-        self.0.borrow().len()
+        self.segments.borrow().len()
     }
 
     /// The path as qemu-ga prints it, with `last` appended as a member name if given.
     pub fn render(&self, last: Option<&str>) -> String {
         let mut out = String::new();
-        let segments = self.0.borrow();
+        let segments = self.segments.borrow();
         let tail = last.map(|k| Segment::Key(k.to_string()));
         for s in segments.iter().chain(tail.as_ref()) {
             match s {
@@ -158,9 +201,13 @@ macro_rules! forward_visit {
 }
 
 impl<V> Wrap<'_, V> {
+    /// A string read: a member name goes into the path, a value's text is charged (a
+    /// `String` holds it on the heap, with malloc's overhead).
     fn name(&self, s: &str) {
         if self.key {
             self.path.push(Segment::Key(s.to_string()));
+        } else {
+            self.path.spend(s.len() + 16);
         }
     }
 }
@@ -294,6 +341,9 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Items<'_, A> {
         // On error the segment stays: the caller reads the path of the failure.
         let out = self.seq.next_element_seed(Seed::value(seed, self.path))?;
         self.path.pop();
+        if out.is_some() {
+            self.path.charge::<T::Value, A::Error>()?;
+        }
         self.index += 1;
         Ok(out)
     }
@@ -327,6 +377,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, A> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
         let out = self.map.next_value_seed(Seed::value(seed, self.path))?;
         self.path.pop();
+        self.path.charge::<V::Value, A::Error>()?;
         Ok(out)
     }
 

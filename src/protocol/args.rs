@@ -73,11 +73,15 @@ impl ArgsText for Value {
 pub fn parse_args<A: DeserializeOwned>(args: impl ArgsText) -> Result<A, Error> {
     let text = args.text();
     let mut de = serde_json::Deserializer::from_str(&text);
-    let path = Path::default();
+    // The text, plus twice its size for what it becomes: with the request's own buffer
+    // that keeps a request within 3x its size (and a few MiB for small ones).
+    let path = Path::with_budget(2 * text.len() + (4 << 20));
     let parsed = A::deserialize(Tracked::new(&mut de, &path)).and_then(|a| de.end().map(|()| a));
     parsed.map_err(|e| {
         let msg = without_position(&e);
-        if msg.starts_with("duplicate field `") {
+        if path.over_budget() {
+            Error::Args(format!("Parameter '{}' is too large", path.render(None)))
+        } else if msg.starts_with("duplicate field `") {
             // qemu-ga's parser refuses a repeated member before any command sees it.
             Error::Args("JSON parse error, duplicate key".into())
         } else if e.is_data() {
@@ -231,6 +235,25 @@ mod tests {
             nested(json!({"vcpus": ["x"]})),
             "Invalid parameter type for 'vcpus[0]', expected: object"
         );
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Keys {
+        keys: Vec<String>,
+    }
+
+    #[test]
+    fn arguments_that_cost_far_more_than_their_text_are_refused() {
+        // 3 MiB of `"",`: a million empty strings, 24 MiB as a Vec<String>.
+        let text = format!(r#"{{"keys":[{}""]}}"#, r#""","#.repeat(1 << 20));
+        let raw: &RawValue = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            parse_args::<Keys>(raw).unwrap_err().to_string(),
+            "Parameter 'keys' is too large"
+        );
+        let small: &RawValue = serde_json::from_str(r#"{"keys":["a","b"]}"#).unwrap();
+        assert_eq!(parse_args::<Keys>(small).unwrap().keys, ["a", "b"]);
     }
 
     #[test]
