@@ -6,9 +6,12 @@
 //! tokens (each of `{}[],:`, each string, each bare number or keyword) and `{`+`[`
 //! depth. A request that breaks a limit yields one error; the token that broke it is
 //! dropped and the rest of the request is framed again from the top level, as qemu-ga
-//! does (so `…]}}` after the limit becomes one "expecting value" error per closer). A
-//! control byte or 0xFE/0xFF anywhere drops what is pending and yields exactly one
-//! error. Whitespace between tokens is not stored, so memory follows the token bytes.
+//! does (so `…]}}` after the limit becomes one "expecting value" error per closer).
+//! One difference: of a single string longer than the limit, qemu-ga's lexer lexes the
+//! rest as keywords and strays, and loses the request after it; here the rest of the
+//! string is skipped. A control byte or 0xFE/0xFF anywhere drops what is pending and
+//! yields exactly one error. Whitespace between tokens is not stored, so memory follows
+//! the token bytes.
 
 /// qemu-ga's per-request limit (json-streamer MAX_TOKEN_SIZE): the token bytes of a
 /// request must stay below it.
@@ -460,6 +463,15 @@ mod tests {
                 error(EXPECTING),
                 text(r#"{"ok":1}"#)
             ]
+        );
+    }
+
+    #[test]
+    fn oversize_top_level_string_is_one_error() {
+        let mut f = Framer::with_limits(8, 8);
+        assert_eq!(
+            frames(&mut f, br#""0123456789"{}"#),
+            vec![error("JSON token size limit exceeded"), text("{}")]
         );
     }
 
