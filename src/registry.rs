@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::commands::{
     bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, exec, host, memory, net, power,
@@ -12,11 +12,11 @@ use crate::commands::{
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::job::Step;
-use crate::protocol::args::{call, call_job, call_mut};
+use crate::protocol::args::{call, call_job, call_mut, Encoded};
 
 /// Parses the arguments, runs the handler and encodes its answer, now or after the
 /// program it waits for.
-pub type Handler = fn(&Ctx, &mut Session, Value) -> Result<Step<Value>, Error>;
+pub type Handler = fn(&Ctx, &mut Session, &RawValue) -> Result<Step<Encoded>, Error>;
 
 pub struct Command {
     pub name: &'static str,

@@ -1,11 +1,18 @@
 //! The single place where JSON arguments become typed handler arguments and typed
 //! results become JSON, with serde's messages reworded the way qemu-ga words them.
+//! Arguments are read from their text straight into the handler's type and results
+//! written straight to bytes: no `serde_json::Value` tree on either side, so memory
+//! follows the request and the reply, not how many tokens they hold.
+
+use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::argpath::{Path, Tracked};
+pub use super::reply::Encoded;
 
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
@@ -15,9 +22,9 @@ use crate::job::Step;
 pub fn call<A, R>(
     ctx: &Ctx,
     _: &mut Session,
-    args: Value,
+    args: &RawValue,
     f: fn(&Ctx, A) -> Result<R, Error>,
-) -> Result<Step<Value>, Error>
+) -> Result<Step<Encoded>, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
@@ -29,9 +36,9 @@ where
 pub fn call_mut<A, R>(
     ctx: &Ctx,
     session: &mut Session,
-    args: Value,
+    args: &RawValue,
     f: fn(&Ctx, &mut Session, A) -> Result<R, Error>,
-) -> Result<Step<Value>, Error>
+) -> Result<Step<Encoded>, Error>
 where
     A: DeserializeOwned,
     R: Serialize,
@@ -43,28 +50,70 @@ where
 pub fn call_job<A, R>(
     ctx: &Ctx,
     _: &mut Session,
-    args: Value,
+    args: &RawValue,
     f: fn(&Ctx, A) -> Result<Step<R>, Error>,
-) -> Result<Step<Value>, Error>
+) -> Result<Step<Encoded>, Error>
 where
     A: DeserializeOwned,
     R: Serialize + 'static,
 {
-    f(ctx, parse_args(args)?)?.map(encode::<R>)
+    f(ctx, parse_args(args)?)?.map(|r| encode(&r))
 }
 
-fn encode<R: Serialize>(result: R) -> Result<Value, Error> {
-    serde_json::to_value(result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
+fn encode<R: Serialize>(result: R) -> Result<Encoded, Error> {
+    Encoded::of(&result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
+}
+
+/// Arguments as JSON text: the request's own (borrowed), or a `Value` built by a test.
+pub trait ArgsText {
+    fn text(&self) -> Cow<'_, str>;
+}
+
+impl ArgsText for &RawValue {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.get())
+    }
+}
+
+impl ArgsText for Value {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
 }
 
 /// Deserializes `args` (a JSON object) into `A`, mapping errors to qemu-ga's wording.
-pub fn parse_args<A: DeserializeOwned>(args: Value) -> Result<A, Error> {
-    let path = Path::default();
-    A::deserialize(Tracked {
-        value: &args,
-        path: &path,
+pub fn parse_args<A: DeserializeOwned>(args: impl ArgsText) -> Result<A, Error> {
+    let text = args.text();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    // The text, plus twice its size for what it becomes: with the request's own buffer
+    // that keeps a request within 3x its size (and a few MiB for small ones).
+    let path = Path::with_budget(2 * text.len() + (4 << 20));
+    let parsed = A::deserialize(Tracked::new(&mut de, &path)).and_then(|a| de.end().map(|()| a));
+    parsed.map_err(|e| {
+        let msg = without_position(&e);
+        if path.over_budget() {
+            Error::Args(format!("Parameter '{}' is too large", path.render(None)))
+        } else if msg.starts_with("duplicate field `") {
+            // qemu-ga's parser refuses a repeated member before any command sees it.
+            Error::Args("JSON parse error, duplicate key".into())
+        } else if e.is_data() {
+            Error::Args(reword(&msg, &path))
+        } else {
+            // The text was checked when the request was framed; what is left is what
+            // only a full parse finds (a lone surrogate, more than 128 levels).
+            Error::Args(format!("JSON parse error, {msg}"))
+        }
     })
-    .map_err(|e| Error::Args(reword(&e.to_string(), &path)))
+}
+
+/// serde_json's message without the " at line L column C" it appends: qemu-ga's
+/// messages have no position.
+pub fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    }
 }
 
 /// serde's message and the failure's location, in qemu-ga's words.
@@ -198,6 +247,25 @@ mod tests {
             nested(json!({"vcpus": ["x"]})),
             "Invalid parameter type for 'vcpus[0]', expected: object"
         );
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Keys {
+        keys: Vec<String>,
+    }
+
+    #[test]
+    fn arguments_that_cost_far_more_than_their_text_are_refused() {
+        // 3 MiB of `"",`: a million empty strings, 24 MiB as a Vec<String>.
+        let text = format!(r#"{{"keys":[{}""]}}"#, r#""","#.repeat(1 << 20));
+        let raw: &RawValue = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            parse_args::<Keys>(raw).unwrap_err().to_string(),
+            "Parameter 'keys' is too large"
+        );
+        let small: &RawValue = serde_json::from_str(r#"{"keys":["a","b"]}"#).unwrap();
+        assert_eq!(parse_args::<Keys>(small).unwrap().keys, ["a", "b"]);
     }
 
     #[test]

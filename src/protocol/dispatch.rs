@@ -1,15 +1,21 @@
 //! One framed request in, at most one reply out: request validation in qemu-ga's order
 //! and wording, registry lookup, the allow/block and frozen gates, and the panic net.
-//! A command that waits for a program comes back as [`Outcome::Wait`]; the loop runs
-//! the program and hands its result to [`resume`].
+//! The request is read borrowing from its text: `arguments` stays text for the
+//! handler's typed parse, `id` is re-written for the reply without a tree. A command
+//! that waits for a program comes back as [`Outcome::Wait`]; the loop runs the program
+//! and hands its result to [`resume`].
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
+use super::args::without_position;
 use super::framer::Frame;
-use super::reply::Reply;
+use super::reply::{Encoded, Reply};
 use crate::child::{Finished, Run};
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
@@ -33,8 +39,8 @@ pub enum Outcome {
 /// A command whose reply waits for a program.
 pub struct Waiting {
     cmd: &'static Command,
-    id: Option<Value>,
-    then: Then<Value>,
+    id: Option<Encoded>,
+    then: Then<Encoded>,
 }
 
 /// Handles one frame.
@@ -66,7 +72,7 @@ fn send(session: &mut Session, reply: Reply) -> Outcome {
     Outcome::Reply(out)
 }
 
-fn generic(desc: impl Into<String>, id: Option<Value>) -> Reply {
+fn generic(desc: impl Into<String>, id: Option<Encoded>) -> Reply {
     Reply::Error {
         class: "GenericError",
         desc: desc.into(),
@@ -75,15 +81,19 @@ fn generic(desc: impl Into<String>, id: Option<Value>) -> Reply {
 }
 
 fn handle_text(ctx: &Ctx, session: &mut Session, bytes: &[u8]) -> Outcome {
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
+    let request = match parse(bytes) {
+        Ok(r) => r,
+        Err(desc) => return send(session, generic(desc, None)),
+    };
+    let id = match request
+        .id
+        .map(|raw| Encoded::transcode(raw.get()))
+        .transpose()
+    {
+        Ok(id) => id,
         Err(e) => return send(session, generic(parse_error(&e), None)),
     };
-    let Value::Object(request) = value else {
-        return send(session, generic("QMP input must be a JSON object", None));
-    };
-    let id = request.get("id").cloned();
-    let (name, args) = match validate(request) {
+    let (name, args) = match validate(&request) {
         Ok(v) => v,
         Err(desc) => return send(session, generic(desc, id)),
     };
@@ -113,8 +123,8 @@ fn execute(
     ctx: &Ctx,
     session: &mut Session,
     cmd: &'static Command,
-    args: Value,
-    id: Option<Value>,
+    args: &RawValue,
+    id: Option<Encoded>,
 ) -> Outcome {
     let step = catch_unwind(AssertUnwindSafe(|| (cmd.handler)(ctx, session, args)));
     conclude(session, cmd, id, step)
@@ -124,8 +134,8 @@ fn execute(
 fn conclude(
     session: &mut Session,
     cmd: &'static Command,
-    id: Option<Value>,
-    step: std::thread::Result<Result<Step<Value>, Error>>,
+    id: Option<Encoded>,
+    step: std::thread::Result<Result<Step<Encoded>, Error>>,
 ) -> Outcome {
     match step {
         Ok(Ok(Step::Done(value))) => {
@@ -159,38 +169,111 @@ fn conclude(
     }
 }
 
+/// The request's members, borrowed from its text.
+#[derive(Default)]
+struct Request<'a> {
+    execute: Option<&'a RawValue>,
+    arguments: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    /// The first other member in name order: qmp-dispatch.c checks members in its
+    /// dict's order, which was name order here.
+    unexpected: Option<Cow<'a, str>>,
+}
+
+/// The whole text must be JSON before anything else is said about it; then it must be
+/// an object.
+fn parse(bytes: &[u8]) -> Result<Request<'_>, String> {
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| parse_error(&e))?;
+    if !raw.get().starts_with('{') {
+        return Err("QMP input must be a JSON object".into());
+    }
+    serde_json::from_str(raw.get()).map_err(|e| parse_error(&e))
+}
+
+impl<'de> Deserialize<'de> for Request<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = Request<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Request<'de>, A::Error> {
+        let mut r = Request::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "execute" => &mut r.execute,
+                "arguments" => &mut r.arguments,
+                "id" => &mut r.id,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    if r.unexpected.as_ref().is_none_or(|u| key < *u) {
+                        r.unexpected = Some(key);
+                    }
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                // qemu-ga's parser refuses a repeated member anywhere in a request.
+                return Err(de::Error::custom("duplicate key"));
+            }
+            *slot = Some(map.next_value()?);
+        }
+        Ok(r)
+    }
+}
+
 /// Checks the request members (qmp-dispatch.c order); returns the command name and its
 /// arguments object.
-fn validate(request: Map<String, Value>) -> Result<(String, Value), String> {
-    let mut name = None;
-    let mut args = Value::Object(Map::new());
-    for (key, value) in request {
-        match key.as_str() {
-            "execute" => match value {
-                Value::String(s) => name = Some(s),
-                _ => return Err("QMP input member 'execute' must be a string".into()),
-            },
-            "arguments" => match value {
-                Value::Object(_) => args = value,
-                _ => return Err("QMP input member 'arguments' must be an object".into()),
-            },
-            "id" => {}
-            // Includes "exec-oob": qemu-ga has no out-of-band execution.
-            _ => return Err(format!("QMP input member '{key}' is unexpected")),
+fn validate<'a>(request: &Request<'a>) -> Result<(String, &'a RawValue), String> {
+    // Members were checked in name order: the first failing one in that order speaks.
+    let mut failures: Vec<(&str, String)> = Vec::new();
+    if let Some(args) = request.arguments {
+        if !args.get().starts_with('{') {
+            failures.push((
+                "arguments",
+                "QMP input member 'arguments' must be an object".into(),
+            ));
         }
     }
+    let name = match request.execute {
+        Some(raw) if raw.get().starts_with('"') => {
+            Some(serde_json::from_str::<String>(raw.get()).map_err(|e| parse_error(&e))?)
+        }
+        Some(_) => {
+            failures.push((
+                "execute",
+                "QMP input member 'execute' must be a string".into(),
+            ));
+            None
+        }
+        None => None,
+    };
+    if let Some(key) = &request.unexpected {
+        // Includes "exec-oob": qemu-ga has no out-of-band execution.
+        failures.push((key, format!("QMP input member '{key}' is unexpected")));
+    }
+    if let Some((_, desc)) = failures.into_iter().min_by(|a, b| a.0.cmp(b.0)) {
+        return Err(desc);
+    }
     let name = name.ok_or("QMP input lacks member 'execute'")?;
-    Ok((name, args))
+    Ok((name, request.arguments.unwrap_or(no_arguments())))
+}
+
+/// `{}`, the arguments of a request that has none.
+fn no_arguments() -> &'static RawValue {
+    serde_json::from_str("{}").expect("an empty object is JSON")
 }
 
 fn parse_error(e: &serde_json::Error) -> String {
-    // serde appends " at line L column C"; qemu-ga's messages have no position.
-    let msg = e.to_string();
-    let msg = match msg.rfind(" at line ") {
-        Some(i) => &msg[..i],
-        None => &msg,
-    };
-    format!("JSON parse error, {msg}")
+    format!("JSON parse error, {}", without_position(e))
 }
 
 #[cfg(test)]
@@ -205,9 +288,12 @@ mod tests {
         }
     }
 
+    fn run_bytes(ctx: &Ctx, session: &mut Session, text: &str) -> Vec<u8> {
+        reply(handle(ctx, session, Frame::Text(text.as_bytes().to_vec()))).unwrap()
+    }
+
     fn run(ctx: &Ctx, session: &mut Session, text: &str) -> String {
-        let out = reply(handle(ctx, session, Frame::Text(text.as_bytes().to_vec()))).unwrap();
-        String::from_utf8_lossy(&out).into_owned()
+        String::from_utf8_lossy(&run_bytes(ctx, session, text)).into_owned()
     }
 
     fn leak(cmd: Command) -> &'static Command {
@@ -218,12 +304,12 @@ mod tests {
     fn delimited_reply_gets_the_byte_once() {
         let ctx = Ctx::with_root("/");
         let mut s = Session::default();
-        let out = run(
+        let out = run_bytes(
             &ctx,
             &mut s,
             r#"{"execute":"guest-sync-delimited","arguments":{"id":7}}"#,
         );
-        assert_eq!(out.as_bytes(), "\u{FFFD}{\"return\": 7}\n".as_bytes());
+        assert_eq!(out, b"\xff{\"return\": 7}\n");
         assert_eq!(
             run(&ctx, &mut s, r#"{"execute":"guest-ping"}"#),
             "{\"return\": {}}\n"
@@ -251,14 +337,8 @@ mod tests {
             delimit_next_reply: true,
             ..Session::default()
         };
-        let out = reply(execute(
-            &ctx,
-            &mut s,
-            cmd,
-            Value::Null,
-            Some(Value::from(3)),
-        ))
-        .unwrap();
+        let id = Encoded::of(&3).unwrap();
+        let out = reply(execute(&ctx, &mut s, cmd, no_arguments(), Some(id))).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"id\": 3, \"error\": {\"class\": \"GenericError\", \"desc\": \"internal error while executing test-panic\"}}\n"
@@ -269,16 +349,19 @@ mod tests {
     #[test]
     fn no_success_response_sends_nothing_on_success() {
         let cmd = leak(
-            Command::new("test-quiet", |_, _, _| Ok(Step::Done(Value::Null))).no_success_response(),
+            Command::new("test-quiet", |_, _, _| {
+                Ok(Step::Done(Encoded::of(&()).unwrap()))
+            })
+            .no_success_response(),
         );
         let ctx = Ctx::with_root("/");
         let mut s = Session::default();
-        assert!(reply(execute(&ctx, &mut s, cmd, Value::Null, None)).is_none());
+        assert!(reply(execute(&ctx, &mut s, cmd, no_arguments(), None)).is_none());
         let failing = leak(
             Command::new("test-fail", |_, _, _| Err(Error::Failed("no".into())))
                 .no_success_response(),
         );
-        assert!(reply(execute(&ctx, &mut s, failing, Value::Null, None)).is_some());
+        assert!(reply(execute(&ctx, &mut s, failing, no_arguments(), None)).is_some());
     }
 
     #[test]
@@ -291,17 +374,40 @@ mod tests {
                 0,
             );
             Ok(Step::wait(run, |_, r| {
-                Ok(Step::Done(Value::from(r.is_ok())))
+                Ok(Step::Done(Encoded::of(&r.is_ok()).unwrap()))
             }))
         }));
         let ctx = Ctx::with_root("/");
         let mut s = Session::default();
-        let Outcome::Wait(_run, waiting) = execute(&ctx, &mut s, cmd, Value::Null, None) else {
+        let Outcome::Wait(_run, waiting) = execute(&ctx, &mut s, cmd, no_arguments(), None) else {
             panic!("expected a wait");
         };
         let failed = Err(io::Error::from_raw_os_error(libc::ENOENT));
         let out = reply(resume(&ctx, &mut s, waiting, failed)).unwrap();
         assert_eq!(out, b"{\"return\": false}\n");
+    }
+
+    #[test]
+    fn repeated_members_are_refused_like_qemu_ga() {
+        let ctx = Ctx::with_root("/");
+        let mut s = Session::default();
+        let dup = "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, duplicate key\"}}\n";
+        assert_eq!(
+            run(
+                &ctx,
+                &mut s,
+                r#"{"execute":"guest-ping","execute":"guest-ping"}"#
+            ),
+            dup
+        );
+        assert_eq!(
+            run(
+                &ctx,
+                &mut s,
+                r#"{"execute":"guest-sync","arguments":{"id":1,"id":2}}"#
+            ),
+            dup
+        );
     }
 
     #[test]

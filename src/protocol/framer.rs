@@ -1,13 +1,23 @@
 //! Incremental framing of the request byte stream into complete JSON texts.
 //!
 //! The framer only finds boundaries (brace/bracket depth, strings, escapes); serde_json
-//! parses each complete text. It enforces qemu-ga's limits and its resynchronisation
-//! rules: a control byte or 0xFE/0xFF anywhere drops what is pending and yields exactly
-//! one error, and an oversized or over-deep request yields one error and is skipped to
-//! its end without being stored.
+//! parses each complete text. It enforces qemu-ga's three limits the way its
+//! json-streamer counts them: token bytes (whitespace between tokens does not count),
+//! tokens (each of `{}[],:`, each string, each bare number or keyword) and `{`+`[`
+//! depth. A request that breaks a limit yields one error; the token that broke it is
+//! dropped and the rest of the request is framed again from the top level, as qemu-ga
+//! does (so `…]}}` after the limit becomes one "expecting value" error per closer).
+//! One difference: of a single string longer than the limit, qemu-ga's lexer lexes the
+//! rest as keywords and strays, and loses the request after it; here the rest of the
+//! string is skipped. A control byte or 0xFE/0xFF anywhere drops what is pending and
+//! yields exactly one error. Whitespace between tokens is not stored, so memory follows
+//! the token bytes.
 
-/// qemu-ga's per-request limit (json-streamer MAX_TOKEN_SIZE).
+/// qemu-ga's per-request limit (json-streamer MAX_TOKEN_SIZE): the token bytes of a
+/// request must stay below it.
 pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// qemu-ga's token limit (json-streamer MAX_TOKEN_COUNT).
+pub const MAX_TOKENS: usize = 2 << 20;
 /// qemu-ga's nesting limit (json-streamer MAX_NESTING), `{` and `[` together.
 pub const MAX_DEPTH: usize = 1024;
 
@@ -27,8 +37,8 @@ enum Mode {
     Value,
     /// A top-level bare token (number, literal): ends at whitespace or a structural byte.
     Scalar,
-    /// Skipping the rest of a request that broke a limit; nothing is stored.
-    Discard,
+    /// Skipping the rest of the token that broke a limit; nothing is stored.
+    Skip,
     /// After a reset byte: skipping the rest of whatever was cut, up to the next `{`.
     Resync,
 }
@@ -40,7 +50,12 @@ pub struct Framer {
     depth: usize,
     quote: Option<u8>,
     escape: bool,
+    /// Inside a bare token (number, keyword) within a container.
+    bare: bool,
+    tokens: usize,
+    token_bytes: usize,
     max_bytes: usize,
+    max_tokens: usize,
     max_depth: usize,
 }
 
@@ -72,9 +87,19 @@ impl Framer {
             depth: 0,
             quote: None,
             escape: false,
+            bare: false,
+            tokens: 0,
+            token_bytes: 0,
             max_bytes,
+            max_tokens: MAX_TOKENS,
             max_depth,
         }
+    }
+
+    /// The same framer with another token limit (tests use small ones).
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = max_tokens;
+        self
     }
 
     /// Drops any partial request (a new client, a host reconnect).
@@ -84,6 +109,9 @@ impl Framer {
         self.depth = 0;
         self.quote = None;
         self.escape = false;
+        self.bare = false;
+        self.tokens = 0;
+        self.token_bytes = 0;
     }
 
     /// True when no partial request is pending.
@@ -100,47 +128,50 @@ impl Framer {
                 self.mode = Mode::Resync;
                 return (i + 1, Some(Frame::Error(stray(b))));
             }
-            match self.mode {
-                Mode::Resync if b != b'{' => {}
-                Mode::Idle | Mode::Resync => {
-                    if let Some(frame) = self.start(b) {
-                        return (i + 1, Some(frame));
-                    }
-                }
+            let frame = match self.mode {
+                Mode::Resync if b != b'{' => None,
+                Mode::Idle | Mode::Resync => self.start(b),
                 Mode::Scalar => {
                     if is_space(b) || is_structural(b) {
                         // The token ends before `b`; `b` is framed on the next call.
                         return (i, Some(self.finish()));
                     }
-                    if let Some(frame) = self.store(b) {
-                        return (i + 1, Some(frame));
+                    self.store_scalar(b)
+                }
+                Mode::Value => self.step(b),
+                Mode::Skip => {
+                    if self.skip(b) {
+                        self.start(b)
+                    } else {
+                        None
                     }
                 }
-                Mode::Value | Mode::Discard => {
-                    if let Some(frame) = self.step(b) {
-                        return (i + 1, Some(frame));
-                    }
-                }
+            };
+            if frame.is_some() {
+                return (i + 1, frame);
             }
         }
         (input.len(), None)
     }
 
     fn start(&mut self, b: u8) -> Option<Frame> {
+        self.mode = Mode::Idle;
         match b {
             _ if is_space(b) => None,
             b'{' | b'[' => {
                 self.mode = Mode::Value;
                 self.depth = 1;
-                self.buf.push(b);
+                self.open_token(b);
                 None
             }
-            // qemu-ga parses a stray closer at once and fails on it.
-            b'}' | b']' => Some(Frame::Error("JSON parse error, expecting value".into())),
+            // qemu-ga parses a stray closer or separator at once and fails on it.
+            b'}' | b']' | b',' | b':' => {
+                Some(Frame::Error("JSON parse error, expecting value".into()))
+            }
             b'"' | b'\'' => {
                 self.mode = Mode::Value;
                 self.quote = Some(b);
-                self.buf.push(b);
+                self.open_token(b);
                 None
             }
             _ => {
@@ -151,45 +182,61 @@ impl Framer {
         }
     }
 
-    /// One byte inside a value (stored) or inside a skipped request (not stored).
+    /// The first token of a request.
+    fn open_token(&mut self, b: u8) {
+        self.tokens = 1;
+        self.token_bytes = 1;
+        self.buf.push(b);
+    }
+
+    /// One byte inside a request: strings, tokens and depth, with the limits checked
+    /// in qemu-ga's order (size, count, nesting).
     fn step(&mut self, b: u8) -> Option<Frame> {
-        if self.mode == Mode::Value {
-            if let Some(frame) = self.store(b) {
+        if let Some(q) = self.quote {
+            let closes = !self.escape && b == q;
+            self.escape = !self.escape && b == b'\\';
+            if closes {
+                self.quote = None;
+            }
+            if let Some(frame) = self.store_token_byte(b) {
                 return Some(frame);
             }
-        }
-        if let Some(q) = self.quote {
-            if self.escape {
-                self.escape = false;
-            } else if b == b'\\' {
-                self.escape = true;
-            } else if b == q {
-                self.quote = None;
-                if self.depth == 0 {
-                    return Some(self.finish());
-                }
+            if closes && self.depth == 0 {
+                return Some(self.finish());
             }
             return None;
         }
+        if is_space(b) {
+            // Kept only where it separates a bare token from what follows.
+            if std::mem::take(&mut self.bare) {
+                self.buf.push(b);
+            }
+            return None;
+        }
+        let new_token = is_structural(b) || !self.bare;
+        self.bare = !is_structural(b);
+        if matches!(b, b'"' | b'\'') {
+            self.quote = Some(b);
+        }
+        if let Some(frame) = self.store_token_byte(b) {
+            return Some(frame);
+        }
+        if new_token {
+            self.tokens += 1;
+            if self.tokens > self.max_tokens {
+                return Some(self.limit("JSON token count limit exceeded"));
+            }
+        }
         match b {
-            b'"' | b'\'' => self.quote = Some(b),
             b'{' | b'[' => {
                 self.depth += 1;
-                if self.depth > self.max_depth && self.mode == Mode::Value {
-                    self.buf = Vec::new();
-                    self.mode = Mode::Discard;
-                    return Some(Frame::Error(
-                        "JSON nesting depth limit exceeded".to_string(),
-                    ));
+                if self.depth > self.max_depth {
+                    return Some(self.limit("JSON nesting depth limit exceeded"));
                 }
             }
             b'}' | b']' => {
                 self.depth -= 1;
                 if self.depth == 0 {
-                    if self.mode == Mode::Discard {
-                        self.reset();
-                        return None;
-                    }
                     return Some(self.finish());
                 }
             }
@@ -198,15 +245,50 @@ impl Framer {
         None
     }
 
-    fn store(&mut self, b: u8) -> Option<Frame> {
+    /// Stores a byte that belongs to a token; fails once the token bytes reach the limit.
+    fn store_token_byte(&mut self, b: u8) -> Option<Frame> {
+        self.token_bytes += 1;
+        if self.token_bytes >= self.max_bytes {
+            return Some(self.limit("JSON token size limit exceeded"));
+        }
+        self.buf.push(b);
+        None
+    }
+
+    /// Drops the request that broke a limit. The token being read is skipped to its
+    /// end; what follows it is framed from the top level again.
+    fn limit(&mut self, desc: &str) -> Frame {
+        let (quote, bare) = (self.quote, self.bare);
+        self.reset();
+        self.quote = quote;
+        self.bare = bare;
+        if quote.is_some() || bare {
+            self.mode = Mode::Skip;
+        }
+        Frame::Error(desc.to_string())
+    }
+
+    /// One byte of a skipped token; true when the token ended before `b`, which then
+    /// starts the next frame.
+    fn skip(&mut self, b: u8) -> bool {
+        let Some(q) = self.quote else {
+            return is_space(b) || is_structural(b);
+        };
+        if self.escape {
+            self.escape = false;
+        } else if b == b'\\' {
+            self.escape = true;
+        } else if b == q {
+            self.quote = None;
+            self.mode = Mode::Idle;
+        }
+        false
+    }
+
+    /// A top-level bare token has no end marker worth waiting for beyond the limit.
+    fn store_scalar(&mut self, b: u8) -> Option<Frame> {
         if self.buf.len() >= self.max_bytes {
-            self.buf = Vec::new();
-            if self.mode == Mode::Scalar {
-                // A bare token has no end marker worth waiting for.
-                self.reset();
-            } else {
-                self.mode = Mode::Discard;
-            }
+            self.reset();
             return Some(Frame::Error("JSON token size limit exceeded".to_string()));
         }
         self.buf.push(b);
@@ -339,30 +421,108 @@ mod tests {
         assert!(!f.is_idle());
     }
 
+    fn error(desc: &str) -> Frame {
+        Frame::Error(desc.to_string())
+    }
+
+    const EXPECTING: &str = "JSON parse error, expecting value";
+
     #[test]
-    fn oversize_request_gives_one_error_then_resyncs() {
+    fn stray_separators_are_errors_of_their_own() {
+        let mut f = Framer::default();
+        assert_eq!(
+            frames(&mut f, b"0,: {}"),
+            vec![text("0"), error(EXPECTING), error(EXPECTING), text("{}")]
+        );
+    }
+
+    #[test]
+    fn token_bytes_must_stay_below_the_size_limit() {
+        // 15 token bytes pass a limit of 16; whitespace between tokens does not count.
+        let mut f = Framer::with_limits(16, 8);
+        let got = frames(&mut f, b"{ \"a\" : \"0123456\" }");
+        assert_eq!(got, vec![text(r#"{"a":"0123456"}"#)]);
+        let got = frames(&mut f, br#"{"a":"01234567"}"#);
+        assert_eq!(got, vec![error("JSON token size limit exceeded")]);
+        assert!(f.is_idle());
+    }
+
+    #[test]
+    fn oversize_string_is_skipped_and_the_rest_framed_again() {
+        // qemu-ga drops the token that crossed the limit and parses what follows it.
         let mut f = Framer::with_limits(16, 8);
         let got = frames(&mut f, br#"{"a":"0123456789abcdefgh","b":{}}{"ok":1}"#);
         assert_eq!(
             got,
             vec![
-                Frame::Error("JSON token size limit exceeded".into()),
+                error("JSON token size limit exceeded"),
+                error(EXPECTING),
+                text(r#""b""#),
+                error(EXPECTING),
+                text("{}"),
+                error(EXPECTING),
                 text(r#"{"ok":1}"#)
             ]
         );
     }
 
     #[test]
-    fn over_deep_request_gives_one_error_then_resyncs() {
-        let mut f = Framer::with_limits(1 << 20, 4);
-        let got = frames(&mut f, b"[[[[[[[]]]]]]]{}");
+    fn oversize_top_level_string_is_one_error() {
+        let mut f = Framer::with_limits(8, 8);
         assert_eq!(
-            got,
+            frames(&mut f, br#""0123456789"{}"#),
+            vec![error("JSON token size limit exceeded"), text("{}")]
+        );
+    }
+
+    #[test]
+    fn token_count_limit_is_inclusive() {
+        let mut f = Framer::default().with_max_tokens(7);
+        assert_eq!(frames(&mut f, b"[1, 22,true]"), vec![text("[1,22,true]")]);
+        assert_eq!(
+            frames(&mut f, b"[1, 22, true]"),
+            vec![text("[1,22,true]")],
+            "whitespace is not a token"
+        );
+        assert_eq!(
+            frames(&mut f, br#"[1,2,"x",3]"#),
+            vec![error("JSON token count limit exceeded"), error(EXPECTING)]
+        );
+    }
+
+    #[test]
+    fn token_over_the_count_is_skipped_whole() {
+        let mut f = Framer::default().with_max_tokens(5);
+        assert_eq!(
+            frames(&mut f, br#"[1,2,"a]\"b",3]"#),
             vec![
-                Frame::Error("JSON nesting depth limit exceeded".into()),
-                text("{}")
+                error("JSON token count limit exceeded"),
+                error(EXPECTING),
+                text("3"),
+                error(EXPECTING)
             ]
         );
+        assert_eq!(
+            frames(&mut f, b"[1,2,345]"),
+            vec![error("JSON token count limit exceeded"), error(EXPECTING)]
+        );
+    }
+
+    #[test]
+    fn over_deep_request_is_framed_again_after_the_opener() {
+        let mut f = Framer::with_limits(1 << 20, 4);
+        let got = frames(&mut f, b"[[[[[[[]]]]]]]{}");
+        let mut want = vec![error("JSON nesting depth limit exceeded"), text("[[]]")];
+        want.extend((0..5).map(|_| error(EXPECTING)));
+        want.push(text("{}"));
+        assert_eq!(got, want);
+        assert_eq!(frames(&mut f, b"[[[[]]]]"), vec![text("[[[[]]]]")]);
+    }
+
+    #[test]
+    fn bare_tokens_keep_one_separating_space() {
+        let mut f = Framer::default();
+        assert_eq!(frames(&mut f, b"[1   2,\n 3 ]"), vec![text("[1 2,3 ]")]);
     }
 
     #[test]
