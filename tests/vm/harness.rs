@@ -96,8 +96,14 @@ impl Host {
                 "kernel: {e} (`make deps` unpacks linux-image-cloud-amd64 there)"
             ))
         })?;
-        // qboot (in qemu-system-data) boots -kernel without SeaBIOS, and faster.
+        // qboot (in qemu-system-data) boots -kernel without SeaBIOS, and faster; SeaBIOS
+        // is only a recommendation of qemu-system-x86.
         let firmware = Some(PathBuf::from("/usr/share/qemu/qboot.rom")).filter(|p| p.is_file());
+        if firmware.is_none() && !Path::new("/usr/share/seabios/bios-256k.bin").is_file() {
+            return Err(Missing::Prerequisite(
+                "no firmware: neither /usr/share/qemu/qboot.rom nor SeaBIOS".into(),
+            ));
+        }
         Ok(Host {
             qemu,
             busybox,
