@@ -247,6 +247,8 @@ fn agent_memory(vm: &mut Vm, report: &mut Report) {
         field("VmHWM:"),
         field("Threads:")
     ));
+    let log = vm.guest("cat /run/qga.log");
+    std::fs::write(vm.dir.join("qga.log"), log).unwrap();
 }
 
 /// guest-shutdown runs the guest's shutdown (a shim over busybox poweroff) and qemu

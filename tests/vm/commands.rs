@@ -247,7 +247,13 @@ pub fn expectation(name: &str) -> Option<(Option<Value>, Check)> {
             let part = |k: &str| r[k].as_str().and_then(|s| s.parse::<f64>().ok());
             let util = part("cpu-util").ok_or("no cpu-util")?;
             let idle = part("idle").ok_or("no idle")?;
-            ensure((util + idle - 100.0).abs() < 0.1, "cpu-util + idle = 100")
+            let iowait = part("iowait").ok_or("no iowait")?;
+            // Busy is everything but idle and iowait (each rounded to 0.01).
+            let sum = util + idle + iowait;
+            ensure(
+                (sum - 100.0).abs() < 0.05,
+                &format!("cpu-util + idle + iowait = 100: {r}"),
+            )
         }),
         "guest-get-memory-blocks" => (None, |r, f| {
             let n = r.as_array().ok_or("not a list")?.len() as u64;
