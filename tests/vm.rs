@@ -199,7 +199,9 @@ fn idle_then_attach(vm: &mut Vm, report: &mut Report, rounds: u32, secs: u32) {
             .collect();
         assert!(rc == 0 && f.len() == 3, "guest idle: {out}");
         let rate = (f[1] - f[0]) / f[2];
-        rates.push(rate);
+        // A window of T s holds up to ceil(T) ticks of a 1 Hz timer, depending on its
+        // phase: the bound allows that one tick.
+        rates.push((f[1] - f[0] - 1.0).max(0.0) / f[2]);
         let start = Instant::now();
         let mut s = vm.attach().expect("attach");
         let got = s.send_sync(7_000 + round as u64).is_ok()
@@ -218,7 +220,7 @@ fn idle_then_attach(vm: &mut Vm, report: &mut Report, rounds: u32, secs: u32) {
     let worst = rates.iter().cloned().fold(0.0, f64::max);
     report.check(
         worst <= 1.0,
-        &format!("idle wake-ups ≤ 1/s (worst round {worst:.2}/s)"),
+        &format!("idle wake-ups ≤ 1/s (worst round {worst:.2}/s, less one tick of phase)"),
     );
     attach.sort();
     let median = attach[attach.len() / 2];
