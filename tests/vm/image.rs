@@ -23,9 +23,14 @@ pub fn kernel_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vm/kernel")
 }
 
-/// The static agent `make build` writes.
+/// The static agent `make build` writes, or `QGA_VM_AGENT` (another build to compare,
+/// such as the i686 one).
 pub fn agent_binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/x86_64-unknown-linux-musl/release/qemu-ga")
+    match std::env::var_os("QGA_VM_AGENT") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/x86_64-unknown-linux-musl/release/qemu-ga"),
+    }
 }
 
 /// An unpacked kernel package: its vmlinuz and its module tree.
