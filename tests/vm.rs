@@ -4,7 +4,11 @@
 //! (past the test capture, as `vm: ...` lines) and collect failures, so every figure is
 //! printed before the test fails. Harness and guest scripts: tests/vm/.
 //!
-//! A later issue adds its commands as one more check function in `vm_suite`.
+//! A later issue adds its commands as one more check function in `vm_suite`, using
+//! `Vm::request` (attach, sync, one command, detach), `Vm::synced_session` (several
+//! requests on one attach) and `Vm::guest` (a shell line run in the guest, to set up or
+//! verify what the agent did: files on /mnt/data, the ext4 disk for fsfreeze).
+//! The figures are also written to target/vm/run/figures.txt.
 
 #[path = "vm/commands.rs"]
 mod commands;
@@ -20,16 +24,18 @@ use harness::{log, Host, Missing, Spec, SyncError, Vm};
 /// Figures and failures of the checks, in order.
 #[derive(Default)]
 struct Report {
+    lines: Vec<String>,
     failures: Vec<String>,
 }
 
 impl Report {
     fn figure(&mut self, line: &str) {
         log(line);
+        self.lines.push(line.to_owned());
     }
 
     fn check(&mut self, ok: bool, what: &str) {
-        log(&format!("{} {what}", if ok { "ok  " } else { "FAIL" }));
+        self.figure(&format!("{} {what}", if ok { "ok  " } else { "FAIL" }));
         if !ok {
             self.failures.push(what.to_owned());
         }
@@ -75,6 +81,8 @@ fn vm_suite() {
         "VM test total: {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+    let figures = vm.dir.join("figures.txt");
+    std::fs::write(&figures, report.lines.join("\n") + "\n").unwrap();
     assert!(
         report.failures.is_empty(),
         "VM checks failed:\n  {}\n(console and logs in {})",
