@@ -48,13 +48,13 @@ fn vm_suite() {
     let started = Instant::now();
     let host = match Host::find() {
         Ok(h) => h,
-        Err(Missing::Prerequisite(why)) if !harness::required() => {
+        Err(Missing(why)) if !harness::required() => {
             log(&format!(
                 "SKIPPED (set CI or QGA_VM_REQUIRED=1 to fail instead): {why}"
             ));
             return;
         }
-        Err(Missing::Prerequisite(why)) => panic!("VM test required (CI) but {why}"),
+        Err(Missing(why)) => panic!("VM test required (CI) but {why}"),
     };
     let spec = Spec::default();
     log(&format!(

@@ -41,11 +41,9 @@ impl Default for Spec {
     }
 }
 
-/// Why the VM cannot be booted here.
-pub enum Missing {
-    /// A host tool or the kernel package is absent: skipped, unless CI says it must run.
-    Prerequisite(String),
-}
+/// Why the VM cannot be booted here: a host tool or the kernel package is absent. The
+/// test skips, unless [`required`] says it must run.
+pub struct Missing(pub String);
 
 /// True when the VM test must not skip: in CI (`CI` set, as .ci/run runs), or when
 /// `QGA_VM_REQUIRED=1`. `make deps` installs everything the VM needs.
@@ -75,7 +73,7 @@ impl Host {
     pub fn find() -> Result<Host, Missing> {
         let need = |p: &str, pkg: &str| {
             which(p).ok_or_else(|| {
-                Missing::Prerequisite(format!("{p} not found (Debian package {pkg}; `make deps`)"))
+                Missing(format!("{p} not found (Debian package {pkg}; `make deps`)"))
             })
         };
         let qemu = need("qemu-system-x86_64", "qemu-system-x86")?;
@@ -84,15 +82,15 @@ impl Host {
         match image::is_static_elf(&busybox) {
             Ok(true) => {}
             Ok(false) => {
-                return Err(Missing::Prerequisite(format!(
+                return Err(Missing(format!(
                     "{} is dynamically linked; install busybox-static (`make deps`)",
                     busybox.display()
                 )))
             }
-            Err(e) => return Err(Missing::Prerequisite(e)),
+            Err(e) => return Err(Missing(e)),
         }
         let kernel = Kernel::find(&image::kernel_dir()).map_err(|e| {
-            Missing::Prerequisite(format!(
+            Missing(format!(
                 "kernel: {e} (`make deps` unpacks linux-image-cloud-amd64 there)"
             ))
         })?;
@@ -100,7 +98,7 @@ impl Host {
         // is only a recommendation of qemu-system-x86.
         let firmware = Some(PathBuf::from("/usr/share/qemu/qboot.rom")).filter(|p| p.is_file());
         if firmware.is_none() && !Path::new("/usr/share/seabios/bios-256k.bin").is_file() {
-            return Err(Missing::Prerequisite(
+            return Err(Missing(
                 "no firmware: neither /usr/share/qemu/qboot.rom nor SeaBIOS".into(),
             ));
         }
