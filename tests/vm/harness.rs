@@ -137,6 +137,11 @@ impl Vm {
             "{} missing: `make build` builds it (`make test` does so first)",
             agent.display()
         );
+        assert!(
+            image::is_static_elf(&agent).unwrap_or_else(|e| panic!("{e}")),
+            "{}: not a static binary; the guest has no libc",
+            agent.display()
+        );
         let dir = run_dir();
         let (modules, built_in) = host
             .kernel

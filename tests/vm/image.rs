@@ -23,10 +23,10 @@ pub fn kernel_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vm/kernel")
 }
 
-/// The static agent `make build` writes, or `QGA_VM_AGENT` (another build to compare,
-/// such as the i686 one).
+/// The agent under test: `QGA_BIN`, as for the other integration tests (the i686 build,
+/// an older commit), else the static x86_64 agent `make build` writes.
 pub fn agent_binary() -> PathBuf {
-    match std::env::var_os("QGA_VM_AGENT") {
+    match std::env::var_os("QGA_BIN") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target/x86_64-unknown-linux-musl/release/qemu-ga"),
@@ -158,22 +158,32 @@ fn modinfo_depends(ko: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// True when the ELF file at `path` has no program interpreter (a static binary).
+/// True when the ELF file at `path` (32- or 64-bit) has no program interpreter: a
+/// static binary, which is all the busybox guest can run.
 pub fn is_static_elf(path: &Path) -> Result<bool, String> {
     let b = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
-        return Err(format!("{}: not a 64-bit ELF file", path.display()));
+    let bad = || format!("{}: not an ELF file", path.display());
+    if b.len() < 52 || &b[..4] != b"\x7fELF" {
+        return Err(bad());
     }
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    const PT_INTERP: u32 = 3;
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = match b[4] {
+        1 => (u32_at(28), u16_at(42), u16_at(44)),
+        2 if b.len() >= 64 => (
+            u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize,
+            u16_at(54),
+            u16_at(56),
+        ),
+        _ => return Err(bad()),
+    };
+    const PT_INTERP: usize = 3;
     for i in 0..phnum {
         let o = phoff + i * phentsize;
-        let Some(p_type) = b.get(o..o + 4) else {
+        if o + 4 > b.len() {
             return Err(format!("{}: truncated program headers", path.display()));
-        };
-        if u32::from_le_bytes(p_type.try_into().unwrap()) == PT_INTERP {
+        }
+        if u32_at(o) == PT_INTERP {
             return Ok(false);
         }
     }
