@@ -20,13 +20,21 @@ build:
 	  f=target/$$t/release/$$b; printf '%-50s %8d bytes  ' $$f $$(stat -c %s $$f); file -b $$f | cut -d, -f1-2,4-5; \
 	done; done
 
-# What a fresh Debian/Ubuntu machine needs for `make test`: the musl targets and the
-# reference agent (Debian's qemu-guest-agent) the wire tests compare against.
+# What a fresh Debian/Ubuntu machine needs for `make test`: the musl targets, the
+# reference agent (Debian's qemu-guest-agent) the wire tests compare against, and for the
+# VM test (tests/vm.rs) qemu, busybox-static, e2fsprogs and Debian's cloud kernel, unpacked
+# into target/vm/kernel rather than installed on the host.
 deps:
 	rustup target add $(TARGETS)
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-guest-agent file
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-guest-agent file && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    qemu-system-x86 busybox-static e2fsprogs
+	rm -rf target/vm/kernel target/vm/deb && mkdir -p target/vm/deb && \
+	  pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}') && \
+	  (cd target/vm/deb && apt-get download -q=2 "$$pkg") && \
+	  dpkg-deb -x target/vm/deb/$${pkg}_*.deb target/vm/kernel && ls target/vm/kernel/boot/vmlinuz-*
 
 # The integration tests that run the binary: the files that start it through the harness
 # (tests/common/mod.rs). The in-process tests of the library run in the host pass only;
@@ -39,7 +47,9 @@ BIN_TESTS  = $(sort $(basename $(notdir $(shell grep -lE 'Agent::|agent_command|
 #   <target>-as2632  the same under the Linux 2.6.32 seccomp filter (tests/common/as2632.rs),
 #              which must give every test the same result as the pass without it.
 # Logs in target/test-<pass>.log; one line per pass, and last the sum: "N passed, N failed".
-test:
+# `build` comes first: the host pass, as root, has the VM test (tests/vm.rs) boot the
+# static x86_64 agent.
+test: build
 	@mkdir -p target; rm -f target/test*.log target/test*.secs target/test*.diff; set -o pipefail; fail=0; passes=; \
 	if [ "$$(id -u)" = 0 ]; then ign=--include-ignored; else ign=; fi; \
 	pass() { name=$$1; shift; t0=$$(date +%s); \
