@@ -11,6 +11,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/qemu-ga/qemu-ga.conf";
 pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
 pub const DEFAULT_STATEDIR: &str = "/var/run";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
+/// qemu-ga has no limit but the fd table; 1024 open files is far beyond any host's use.
+pub const DEFAULT_MAX_FILE_HANDLES: usize = 1024;
 pub const VIRTIO_PORT_NAME: &str = "org.qemu.guest_agent.0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub struct Config {
     pub user_checks: BTreeMap<String, String>,
     /// `[bc] disk-status-format`.
     pub disk_status_format: DiskStatusFormat,
+    /// At most this many guest-file-open handles at once (`max-file-handles`).
+    pub max_file_handles: usize,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             user_check_adhoc: true,
             user_checks: BTreeMap::new(),
             disk_status_format: DiskStatusFormat::Map,
+            max_file_handles: DEFAULT_MAX_FILE_HANDLES,
         }
     }
 }
@@ -157,6 +162,12 @@ impl Config {
                     })?;
             }
             "user-check-adhoc" => self.user_check_adhoc = parse_bool(key, value)?,
+            "max-file-handles" => {
+                self.max_file_handles =
+                    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        format!("invalid value '{value}' for {key} (a count, > 0)")
+                    })?;
+            }
             _ => return Err(format!("unknown key '{key}' in group [{GENERAL}]")),
         }
         Ok(())
@@ -240,6 +251,7 @@ impl Config {
         }
         put("user-check-timeout", &self.user_check_timeout.to_string());
         put("user-check-adhoc", &self.user_check_adhoc.to_string());
+        put("max-file-handles", &self.max_file_handles.to_string());
         if self.disk_status_format == DiskStatusFormat::List {
             out.push_str(&format!("\n[{BC}]\ndisk-status-format=list\n"));
         }
@@ -354,7 +366,7 @@ mod tests {
         let text = "# comment\n[general]\ndaemon=1\nmethod=unix-listen\npath=/tmp/s\n\
                     logfile=/tmp/l\npidfile=/tmp/p\nfsfreeze-hook=/h\nstatedir=/st\n\
                     verbose=true\nretry-path=true\nblacklist=a;b\nblock-rpcs=c\nallow-rpcs=x,y\n\
-                    user-check-timeout=3\nuser-check-adhoc=false\n\
+                    user-check-timeout=3\nuser-check-adhoc=false\nmax-file-handles=7\n\
                     [bc]\ndisk-status-format=list\n\
                     [user-checks]\ncheck-fs=mount | grep ' / '\n[other]\nz=1\n";
         let mut c = Config::default();
@@ -365,6 +377,7 @@ mod tests {
         assert_eq!(c.allow_rpcs, ["x", "y"]);
         assert_eq!(c.user_checks["check-fs"], "mount | grep ' / '");
         assert_eq!(c.disk_status_format, DiskStatusFormat::List);
+        assert_eq!(c.max_file_handles, 7);
         let mut again = Config::default();
         again.load_keyfile(&c.dump()).unwrap();
         assert_eq!(again, c);
@@ -403,6 +416,10 @@ mod tests {
         assert!(c.set("daemon", "yes").unwrap_err().contains("daemon"));
         assert!(c.set("method", "tcp").unwrap_err().contains("tcp"));
         assert!(c.set("statedir", "rel").unwrap_err().contains("absolute"));
+        assert!(c
+            .set("max-file-handles", "0")
+            .unwrap_err()
+            .contains("max-file-handles"));
         assert!(c.set("nonsense", "1").unwrap_err().contains("nonsense"));
         assert!(c
             .set_bc("disk-status-format", "csv")

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::files::FileHandles;
 use crate::proc::CpuSampler;
 use crate::registry::Filter;
 
@@ -29,6 +30,8 @@ pub struct Session {
     /// guest-get-cpu-utilization's own previous /proc/stat sample, so its interval is
     /// between its own calls whatever else samples the CPU.
     pub cpu_utilization_sampler: CpuSampler,
+    /// The files guest-file-open opened, by handle; they outlive a client's connection.
+    pub files: FileHandles,
 }
 
 impl Ctx {

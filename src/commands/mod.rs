@@ -10,6 +10,7 @@ pub mod bc_oom;
 pub mod cpu;
 pub mod cpu_info;
 pub mod disk_io;
+pub mod file;
 pub mod host;
 pub mod memory;
 pub mod net;
