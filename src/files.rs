@@ -25,6 +25,8 @@ pub const STATE_FILE: &str = "qga.state";
 pub const FIRST_HANDLE: i64 = 1000;
 /// A state file is one short group; anything longer was not written by an agent.
 const STATE_CAP: u64 = 4096;
+/// Descriptors kept free beyond the handles: the channel, children's pipes, state files.
+const FD_RESERVE: u64 = 64;
 
 /// The open files of guest-file-open, by handle.
 #[derive(Default)]
@@ -32,6 +34,8 @@ pub struct FileHandles {
     open: BTreeMap<i64, File>,
     /// The next handle; read from the state file at the first open.
     next: Option<i64>,
+    /// How many may be open; fixed at the first open (see [`FileHandles::capacity`]).
+    capacity: Option<usize>,
 }
 
 impl FileHandles {
@@ -42,6 +46,27 @@ impl FileHandles {
 
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
+    }
+
+    /// How many handles may be open at once: `max`, or fewer when the descriptor limit
+    /// leaves less room. At the first call the soft RLIMIT_NOFILE is raised (up to the
+    /// hard limit) to hold `max` handles plus a reserve, so the default 1024 handles fit
+    /// under the usual soft limit of 1024 and opening them never takes the descriptors
+    /// the loop needs. Children inherit the raised soft limit.
+    pub fn capacity(&mut self, max: usize) -> usize {
+        *self.capacity.get_or_insert_with(|| {
+            let want = (max as u64).saturating_add(FD_RESERVE);
+            let room = match crate::sys::rlimit::raise_nofile(want) {
+                Ok(soft) => usize::try_from(soft.saturating_sub(FD_RESERVE)).unwrap_or(max),
+                Err(_) => max,
+            };
+            if room < max {
+                crate::log::warn(&format!(
+                    "RLIMIT_NOFILE leaves room for {room} guest-file handles, not {max}"
+                ));
+            }
+            room.min(max)
+        })
     }
 
     /// Takes the next handle for `file`, committing the counter to the state file first
@@ -227,6 +252,16 @@ mod tests {
         assert!(status.success());
         assert!(load_counter(&d).is_err());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn capacity_raises_the_descriptor_limit_to_hold_the_handles() {
+        let mut h = FileHandles::default();
+        assert_eq!(h.capacity(100), 100);
+        let (soft, hard) = crate::sys::rlimit::nofile().unwrap();
+        assert!(soft >= (100 + FD_RESERVE).min(hard));
+        // Fixed at the first call.
+        assert_eq!(h.capacity(5), 100);
     }
 
     #[test]

@@ -214,9 +214,15 @@ pub fn open(ctx: &Ctx, session: &mut Session, args: OpenArgs) -> Result<i64, Err
     let mode = args.mode.as_deref().unwrap_or("r");
     let access = parse_mode(mode)?;
     let max = ctx.config.max_file_handles;
-    if session.files.len() >= max {
+    let limit = session.files.capacity(max);
+    if session.files.len() >= limit {
+        let why = if limit == max {
+            "the max-file-handles setting"
+        } else {
+            "all the descriptor limit leaves"
+        };
         return Err(Error::Failed(format!(
-            "too many open file handles ({max}, the max-file-handles setting): \
+            "too many open file handles ({limit}, {why}): \
              close one with guest-file-close first"
         )));
     }

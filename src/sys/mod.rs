@@ -12,6 +12,7 @@ pub mod ifaddrs;
 pub mod klog;
 pub mod poll;
 pub mod process;
+pub mod rlimit;
 pub mod signal;
 pub mod statvfs;
 pub mod sysconf;
