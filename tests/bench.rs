@@ -126,13 +126,17 @@ fn measure(bin: &str, sample: &mut Sample) {
     sample.hwm.push(status_kib(pid, "VmHWM:") as f64);
 }
 
-#[test]
-#[ignore = "benchmark: run with `make bench`"]
-fn bench_against_reference_qemu_ga() {
+fn require_reference() {
     assert!(
         Path::new(REFERENCE).exists(),
         "{REFERENCE} missing: run `make deps` (Debian's qemu-guest-agent)"
     );
+}
+
+#[test]
+#[ignore = "benchmark: run with `make bench`"]
+fn bench_against_reference_qemu_ga() {
+    require_reference();
     let (mut ours, mut theirs) = (Sample::default(), Sample::default());
     for _ in 0..ROUNDS {
         // Interleaved, so drift on the machine hits both alike.
@@ -248,10 +252,7 @@ fn file_read_rate(sock: &Path, file: &Path, count: usize) -> f64 {
 #[test]
 #[ignore = "benchmark: run with `make bench`"]
 fn bench_file_read_against_reference_qemu_ga() {
-    assert!(
-        Path::new(REFERENCE).exists(),
-        "{REFERENCE} missing: run `make deps` (Debian's qemu-guest-agent)"
-    );
+    require_reference();
     let dir = TempDir::new("bench-file");
     let file = dir.join("50MiB.bin");
     // Incompressible-looking bytes; what they are does not matter to either agent.
