@@ -126,17 +126,23 @@ fn measure(bin: &str, sample: &mut Sample) {
     sample.hwm.push(status_kib(pid, "VmHWM:") as f64);
 }
 
-fn require_reference() {
+/// The benches run one at a time: two at once on a small machine measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the bench lock; fails the bench when the reference agent is missing.
+fn require_reference() -> std::sync::MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(
         Path::new(REFERENCE).exists(),
         "{REFERENCE} missing: run `make deps` (Debian's qemu-guest-agent)"
     );
+    guard
 }
 
 #[test]
 #[ignore = "benchmark: run with `make bench`"]
 fn bench_against_reference_qemu_ga() {
-    require_reference();
+    let _serial = require_reference();
     let (mut ours, mut theirs) = (Sample::default(), Sample::default());
     for _ in 0..ROUNDS {
         // Interleaved, so drift on the machine hits both alike.
@@ -252,7 +258,7 @@ fn file_read_rate(sock: &Path, file: &Path, count: usize) -> f64 {
 #[test]
 #[ignore = "benchmark: run with `make bench`"]
 fn bench_file_read_against_reference_qemu_ga() {
-    require_reference();
+    let _serial = require_reference();
     let dir = TempDir::new("bench-file");
     let file = dir.join("50MiB.bin");
     // Incompressible-looking bytes; what they are does not matter to either agent.
