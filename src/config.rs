@@ -11,6 +11,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/qemu-ga/qemu-ga.conf";
 pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
 pub const DEFAULT_STATEDIR: &str = "/var/run";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
+/// qemu-ga has no limit but the fd table; 1024 open files is far beyond any host's use.
+pub const DEFAULT_MAX_FILE_HANDLES: usize = 1024;
 pub const VIRTIO_PORT_NAME: &str = "org.qemu.guest_agent.0";
 /// VMADDR_CID_HOST: the hypervisor side of vsock.
 pub const VSOCK_HOST_CID: u32 = 2;
@@ -95,6 +97,8 @@ pub struct Config {
     pub disk_status_format: DiskStatusFormat,
     /// vsock-listen accepts peers with these CIDs only (default: the host, CID 2).
     pub vsock_allow_cids: Vec<u32>,
+    /// At most this many guest-file-open handles at once (`max-file-handles`).
+    pub max_file_handles: usize,
 }
 
 impl Default for Config {
@@ -116,6 +120,7 @@ impl Default for Config {
             user_checks: BTreeMap::new(),
             disk_status_format: DiskStatusFormat::Map,
             vsock_allow_cids: vec![VSOCK_HOST_CID],
+            max_file_handles: DEFAULT_MAX_FILE_HANDLES,
         }
     }
 }
@@ -169,6 +174,12 @@ impl Config {
                     .ok()
                     .filter(|c| !c.is_empty())
                     .ok_or_else(|| format!("invalid value '{value}' for {key} (CIDs, e.g. 2,3)"))?;
+            }
+            "max-file-handles" => {
+                self.max_file_handles =
+                    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        format!("invalid value '{value}' for {key} (a count, > 0)")
+                    })?;
             }
             _ => return Err(format!("unknown key '{key}' in group [{GENERAL}]")),
         }
@@ -255,6 +266,7 @@ impl Config {
         put("user-check-adhoc", &self.user_check_adhoc.to_string());
         let cids: Vec<String> = self.vsock_allow_cids.iter().map(u32::to_string).collect();
         put("vsock-allow-cids", &cids.join(","));
+        put("max-file-handles", &self.max_file_handles.to_string());
         if self.disk_status_format == DiskStatusFormat::List {
             out.push_str(&format!("\n[{BC}]\ndisk-status-format=list\n"));
         }
@@ -370,6 +382,7 @@ mod tests {
                     logfile=/tmp/l\npidfile=/tmp/p\nfsfreeze-hook=/h\nstatedir=/st\n\
                     verbose=true\nretry-path=true\nblacklist=a;b\nblock-rpcs=c\nallow-rpcs=x,y\n\
                     user-check-timeout=3\nuser-check-adhoc=false\nvsock-allow-cids=2;3\n\
+                    max-file-handles=7\n\
                     [bc]\ndisk-status-format=list\n\
                     [user-checks]\ncheck-fs=mount | grep ' / '\n[other]\nz=1\n";
         let mut c = Config::default();
@@ -381,6 +394,7 @@ mod tests {
         assert_eq!(c.vsock_allow_cids, [2, 3]);
         assert_eq!(c.user_checks["check-fs"], "mount | grep ' / '");
         assert_eq!(c.disk_status_format, DiskStatusFormat::List);
+        assert_eq!(c.max_file_handles, 7);
         let mut again = Config::default();
         again.load_keyfile(&c.dump()).unwrap();
         assert_eq!(again, c);
@@ -419,6 +433,10 @@ mod tests {
         assert!(c.set("daemon", "yes").unwrap_err().contains("daemon"));
         assert!(c.set("method", "tcp").unwrap_err().contains("tcp"));
         assert!(c.set("statedir", "rel").unwrap_err().contains("absolute"));
+        assert!(c
+            .set("max-file-handles", "0")
+            .unwrap_err()
+            .contains("max-file-handles"));
         assert!(c.set("nonsense", "1").unwrap_err().contains("nonsense"));
         assert!(c
             .set("vsock-allow-cids", "2,x")

@@ -9,6 +9,7 @@ use crate::child::Children;
 use crate::commands::exec::Execs;
 use crate::config::Config;
 use crate::error::Error;
+use crate::files::FileHandles;
 use crate::proc::CpuSampler;
 use crate::registry::Filter;
 
@@ -35,6 +36,8 @@ pub struct Session {
     /// guest-get-cpu-utilization's own previous /proc/stat sample, so its interval is
     /// between its own calls whatever else samples the CPU.
     pub cpu_utilization_sampler: CpuSampler,
+    /// The files guest-file-open opened, by handle; they outlive a client's connection.
+    pub files: FileHandles,
 }
 
 impl Ctx {

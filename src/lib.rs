@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod daemon;
 pub mod distro;
 pub mod error;
+pub mod files;
 pub mod job;
 pub mod localtime;
 pub mod log;

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::value::RawValue;
 
 use crate::commands::{
-    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, exec, host, memory, net, power,
-    session, ssh, time, users,
+    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, exec, file, host, memory, net,
+    power, session, ssh, time, users,
 };
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
@@ -184,6 +184,13 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-ssh-remove-authorized-keys", |c, s, a| {
         call_job(c, s, a, ssh::remove_authorized_keys)
     }),
+    // Upstream parity II: files (issue #9)
+    Command::new("guest-file-open", |c, s, a| call_mut(c, s, a, file::open)),
+    Command::new("guest-file-close", |c, s, a| call_mut(c, s, a, file::close)),
+    Command::new("guest-file-read", |c, s, a| call_mut(c, s, a, file::read)),
+    Command::new("guest-file-write", |c, s, a| call_mut(c, s, a, file::write)),
+    Command::new("guest-file-seek", |c, s, a| call_mut(c, s, a, file::seek)),
+    Command::new("guest-file-flush", |c, s, a| call_mut(c, s, a, file::flush)),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

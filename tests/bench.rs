@@ -126,13 +126,23 @@ fn measure(bin: &str, sample: &mut Sample) {
     sample.hwm.push(status_kib(pid, "VmHWM:") as f64);
 }
 
-#[test]
-#[ignore = "benchmark: run with `make bench`"]
-fn bench_against_reference_qemu_ga() {
+/// The benches run one at a time: two at once on a small machine measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the bench lock; fails the bench when the reference agent is missing.
+fn require_reference() -> std::sync::MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(
         Path::new(REFERENCE).exists(),
         "{REFERENCE} missing: run `make deps` (Debian's qemu-guest-agent)"
     );
+    guard
+}
+
+#[test]
+#[ignore = "benchmark: run with `make bench`"]
+fn bench_against_reference_qemu_ga() {
+    let _serial = require_reference();
     // The agent under test ($QGA_BIN: a musl build, say), without the 2.6.32 filter:
     // this measures the binary, not seccomp.
     let bin = agent_bin();
@@ -196,4 +206,98 @@ fn bench_against_reference_qemu_ga() {
         size(bin),
         size(REFERENCE),
     );
+}
+
+/// Reads the file behind a fresh handle to its end in `count`-byte guest-file-reads on
+/// one connection; returns MB/s (10^6 bytes of file per second, base64 on the wire).
+fn file_read_rate(sock: &Path, file: &Path, count: usize) -> f64 {
+    let mut s = UnixStream::connect(sock).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut reply = |s: &mut UnixStream, req: &str| -> Vec<u8> {
+        s.write_all(req.as_bytes()).unwrap();
+        let mut line = Vec::new();
+        loop {
+            let k = match s.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.unwrap(),
+            };
+            assert!(k > 0);
+            line.extend_from_slice(&buf[..k]);
+            if buf[..k].contains(&b'\n') {
+                return line;
+            }
+        }
+    };
+    let open = format!(
+        r#"{{"execute":"guest-file-open","arguments":{{"path":"{}"}}}}"#,
+        file.display()
+    );
+    let opened = String::from_utf8(reply(&mut s, &open)).unwrap();
+    let handle: i64 = opened
+        .trim()
+        .trim_start_matches(r#"{"return": "#)
+        .trim_end_matches('}')
+        .parse()
+        .unwrap_or_else(|_| panic!("open failed: {opened}"));
+    let read = format!(
+        r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle},"count":{count}}}}}"#
+    );
+    let size = std::fs::metadata(file).unwrap().len();
+    let t0 = Instant::now();
+    let mut wire = 0u64;
+    loop {
+        let line = reply(&mut s, &read);
+        wire += line.len() as u64;
+        if line.windows(11).any(|w| w == b"\"eof\": true") {
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(wire > size, "read less than the file: {wire} < {size}");
+    let close = format!(r#"{{"execute":"guest-file-close","arguments":{{"handle":{handle}}}}}"#);
+    reply(&mut s, &close);
+    size as f64 / 1e6 / secs
+}
+
+#[test]
+#[ignore = "benchmark: run with `make bench`"]
+fn bench_file_read_against_reference_qemu_ga() {
+    let _serial = require_reference();
+    let bin = agent_bin();
+    let bin = bin.to_str().unwrap();
+    let dir = TempDir::new("bench-file");
+    let file = dir.join("50MiB.bin");
+    // Incompressible-looking bytes; what they are does not matter to either agent.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let data: Vec<u8> = (0..50 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    println!();
+    println!("guest-file-read of a 50 MiB file, MB/s, median of {ROUNDS} interleaved rounds");
+    println!(
+        "{:<34} {:>12} {:>12} {:>8}",
+        "count", "qga-bc", "qemu-ga", "ratio"
+    );
+    for count in [64 << 10, 4 << 20] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let (agent, _) = start(bin);
+            ours.push(file_read_rate(&agent.sock, &file, count));
+            drop(agent);
+            let (agent, _) = start(REFERENCE);
+            theirs.push(file_read_rate(&agent.sock, &file, count));
+        }
+        let (a, b) = (median(ours), median(theirs));
+        println!(
+            "{:<34} {a:>12.1} {b:>12.1} {:>8.2}",
+            format!("count {} KiB", count >> 10),
+            a / b
+        );
+    }
 }

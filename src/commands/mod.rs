@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod cpu_info;
 pub mod disk_io;
 pub mod exec;
+pub mod file;
 pub mod host;
 pub mod memory;
 pub mod net;

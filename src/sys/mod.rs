@@ -13,6 +13,7 @@ pub mod ifaddrs;
 pub mod klog;
 pub mod poll;
 pub mod process;
+pub mod rlimit;
 pub mod secret;
 pub mod signal;
 pub mod statvfs;
