@@ -47,7 +47,7 @@ pub struct Agent {
     input: Box<[u8]>,
     filled: usize,
     consumed: usize,
-    output: Vec<u8>,
+    output: Outbox,
 }
 
 impl Agent {
@@ -66,7 +66,7 @@ impl Agent {
             input: vec![0; READ_CHUNK].into_boxed_slice(),
             filled: 0,
             consumed: 0,
-            output: Vec::new(),
+            output: Outbox::default(),
         };
         if let Err(e) = agent.reopen() {
             if !agent.ctx.config.retry_path {
@@ -76,6 +76,11 @@ impl Agent {
             agent.retry_at = Instant::now() + RETRY_INTERVAL;
         }
         Ok(agent)
+    }
+
+    /// The channel's device or socket path as opened (the configured one until then).
+    pub fn channel_path(&self) -> &str {
+        self.channel.as_ref().map_or(&self.path, |c| c.opened())
     }
 
     fn reopen(&mut self) -> io::Result<()> {
@@ -299,7 +304,7 @@ impl Agent {
             match outcome {
                 Outcome::Silent => return,
                 Outcome::Reply(bytes) => {
-                    self.output.extend_from_slice(&bytes);
+                    self.output.push(bytes);
                     return;
                 }
                 Outcome::Wait(run, waiting) => match self.session.children.start(run) {
@@ -351,15 +356,90 @@ impl Agent {
                 }
                 return Ok(());
             }
-            let n = channel.write(&self.output)?;
+            let n = channel.write(self.output.pending())?;
             if n == 0 {
                 if !channel.has_peer() {
                     self.peer_gone();
                 }
                 return Ok(());
             }
-            self.output.drain(..n);
+            self.output.consume(n);
         }
         Ok(())
+    }
+}
+
+/// What an Outbox keeps allocated once it is empty: a large reply's buffer is given
+/// back rather than held for the agent's lifetime.
+const OUTBOX_KEEP: usize = 64 * 1024;
+
+/// Replies not yet written: appended at the end and written from `sent`, so a large
+/// reply goes out in pieces without moving the rest of it after every write, and the
+/// first reply queued is taken as it is, not copied.
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    sent: usize,
+}
+
+impl Outbox {
+    fn len(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, bytes: Vec<u8>) {
+        if self.is_empty() {
+            self.buf = bytes;
+            self.sent = 0;
+            return;
+        }
+        if self.sent >= self.buf.len() / 2 {
+            // Written bytes are half the buffer or more: worth moving the rest down.
+            self.buf.drain(..self.sent);
+            self.sent = 0;
+        }
+        self.buf.extend_from_slice(&bytes);
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.sent..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent >= self.buf.len() {
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.sent = 0;
+        self.buf.shrink_to(OUTBOX_KEEP);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_writes_in_order_and_gives_back_large_buffers() {
+        let mut o = Outbox::default();
+        o.push(b"abc".to_vec());
+        o.push(b"def".to_vec());
+        o.consume(2);
+        assert_eq!(o.pending(), b"cdef");
+        o.push(b"g".to_vec());
+        assert_eq!(o.pending(), b"cdefg");
+        o.consume(5);
+        assert!(o.is_empty());
+        o.push(vec![0; 1 << 20]);
+        o.consume(1 << 20);
+        assert!(o.buf.capacity() <= OUTBOX_KEEP);
     }
 }

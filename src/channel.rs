@@ -44,6 +44,9 @@ pub struct Channel {
     host_absent: bool,
     /// vsock-listen: the peer CIDs accepted (config `vsock-allow-cids`).
     vsock_peers: Vec<u32>,
+    /// What was opened: for virtio-serial the port found through /sys when the by-name
+    /// link is missing.
+    opened: String,
 }
 
 impl Channel {
@@ -56,11 +59,13 @@ impl Channel {
             conn: None,
             host_absent: false,
             vsock_peers: vec![VSOCK_HOST_CID],
+            opened: path.to_string(),
         };
         match method {
             Method::VirtioSerial => {
                 let dev = resolve_virtio_path(path, sys_root);
                 let port = open_port(&dev)?;
+                ch.opened = dev.display().to_string();
                 sys::fd::set_async_owner(port.as_fd())?;
                 ch.conn = Some(port);
             }
@@ -96,6 +101,11 @@ impl Channel {
     pub fn allow_vsock_peers(mut self, cids: &[u32]) -> Channel {
         self.vsock_peers = cids.to_vec();
         self
+    }
+
+    /// The device or socket path in use.
+    pub fn opened(&self) -> &str {
+        &self.opened
     }
 
     pub fn method(&self) -> Method {

@@ -69,7 +69,7 @@ fn serve(mut config: Config, sysroot: PathBuf) -> Result<(), String> {
     if let Some(r) = readiness {
         r.done().map_err(|e| format!("cannot detach: {e}"))?;
     }
-    log::info(&format!("serving on {method} '{path}'"));
+    log::info(&format!("serving on {method} '{}'", agent.channel_path()));
     let result = agent
         .run()
         .map_err(|e| format!("channel {method} '{path}' failed: {e}"));
