@@ -197,6 +197,14 @@ impl Agent {
             self.read_input()?;
         }
         self.service_children();
+        // Not while frozen: opening the log could write to a frozen filesystem.
+        if !self.session.frozen && signal::take_hangup() {
+            match log::reopen() {
+                Ok(true) => log::info("log file reopened (SIGHUP)"),
+                Ok(false) => {}
+                Err(e) => log::warn(&format!("cannot reopen the log file (SIGHUP): {e}")),
+            }
+        }
         if self.channel.is_none()
             && Instant::now() >= self.retry_at
             && !signal::terminate_requested()

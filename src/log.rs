@@ -5,12 +5,14 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 struct Sink {
     file: Option<File>,
+    /// Where `file` was opened, for [`reopen`].
+    path: Option<PathBuf>,
     verbose: bool,
     /// Off while filesystems are frozen: nothing may write to them.
     enabled: bool,
@@ -18,6 +20,7 @@ struct Sink {
 
 static SINK: Mutex<Sink> = Mutex::new(Sink {
     file: None,
+    path: None,
     verbose: false,
     enabled: true,
 });
@@ -28,8 +31,21 @@ pub fn open(path: &Path, verbose: bool) -> std::io::Result<()> {
     let file = crate::untrusted::open_log(path)?;
     let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
     sink.file = Some(file);
+    sink.path = Some(path.to_path_buf());
     sink.verbose = verbose;
     Ok(())
+}
+
+/// Opens the log file again by its path (SIGHUP, after logrotate moved it away), with
+/// the same checks as [`open`]; the old file stays in use if that fails. Nothing to do
+/// when the log is stderr.
+pub fn reopen() -> std::io::Result<bool> {
+    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(path) = sink.path.clone() else {
+        return Ok(false);
+    };
+    sink.file = Some(crate::untrusted::open_log(&path)?);
+    Ok(true)
 }
 
 pub fn set_verbose(verbose: bool) {

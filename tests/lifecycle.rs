@@ -333,3 +333,29 @@ fn client_times_out_with_status_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("timed out"));
 }
+
+/// logrotate moves the log away and sends SIGHUP: the agent opens a new file by the
+/// same path and logs there from then on.
+#[test]
+fn sighup_reopens_the_log_file() {
+    let dir = TempDir::new("logrotate");
+    let log = dir.join("qga.log");
+    let rotated = dir.join("qga.log.1");
+    let agent = Agent::start(&["-v", "-l", log.to_str().unwrap()]);
+    agent.call("guest-ping", json!({}));
+    std::fs::rename(&log, &rotated).unwrap();
+    kill(agent.pid(), libc::SIGHUP);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        assert!(Instant::now() < until, "no new log file after SIGHUP");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    agent.call("guest-get-time", json!({}));
+    drop(agent);
+    let new = std::fs::read_to_string(&log).unwrap();
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(new.contains("info: log file reopened (SIGHUP)"), "{new}");
+    assert!(new.contains("executing guest-get-time"), "{new}");
+    assert!(old.contains("executing guest-ping"), "{old}");
+    assert!(!old.contains("guest-get-time"), "{old}");
+}

@@ -1,7 +1,8 @@
 //! Signal handling: SIGTERM/SIGINT request a clean exit, SIGIO reports a virtio-serial
-//! host (dis)connect, SIGCHLD says a child the agent started has exited, SIGHUP does
-//! nothing. SIGHUP is caught rather than ignored so that the programs the agent runs
-//! start with it at its default (an ignored signal stays ignored across exec). The
+//! host (dis)connect, SIGCHLD says a child the agent started has exited, SIGHUP asks
+//! for the log file to be reopened (logrotate). Catching SIGHUP rather than ignoring it
+//! also lets the programs the agent runs start with it at its default (an ignored
+//! signal stays ignored across exec). The
 //! signals stay blocked except inside [`super::poll::wait`], so they only ever
 //! interrupt the loop's wait.
 
@@ -13,6 +14,7 @@ use super::check;
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 static IO_EVENT: AtomicBool = AtomicBool::new(false);
 static CHILD_EVENT: AtomicBool = AtomicBool::new(false);
+static HANGUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     // Only async-signal-safe work here: set a flag.
@@ -20,6 +22,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
         libc::SIGTERM | libc::SIGINT => TERMINATE.store(true, Ordering::SeqCst),
         libc::SIGIO => IO_EVENT.store(true, Ordering::SeqCst),
         libc::SIGCHLD => CHILD_EVENT.store(true, Ordering::SeqCst),
+        libc::SIGHUP => HANGUP.store(true, Ordering::SeqCst),
         _ => {}
     }
 }
@@ -72,4 +75,9 @@ pub fn take_io_event() -> bool {
 /// True once after each SIGCHLD: some child exited, so reaping by pid is worth trying.
 pub fn take_child_event() -> bool {
     CHILD_EVENT.swap(false, Ordering::SeqCst)
+}
+
+/// True once after each SIGHUP.
+pub fn take_hangup() -> bool {
+    HANGUP.swap(false, Ordering::SeqCst)
 }
