@@ -146,3 +146,21 @@ fn a_check_past_its_deadline_is_answered_at_the_deadline() {
         serde_json::json!({})
     );
 }
+
+/// A client that leaves between its request and the reply (issue #12): no SIGPIPE death,
+/// and the next client gets its own reply, not the one nobody read.
+#[test]
+fn a_client_leaving_before_its_reply_harms_nobody() {
+    let agent = Agent::start(&[]);
+    let mut c = agent.connect();
+    let check = serde_json::json!({"execute": "guest-user-check", "id": "gone",
+        "arguments": {"command-name": "slow", "command": "sleep 0.3; echo late"}});
+    c.send(check.to_string().as_bytes());
+    drop(c);
+    let mut next = agent.connect();
+    next.send(br#"{"execute":"guest-ping","id":"mine"}"#);
+    let reply = next.reply();
+    assert_eq!(reply["id"], "mine", "{reply}");
+    drop(next);
+    assert_eq!(agent.call("guest-sync", serde_json::json!({"id": 3})), 3);
+}

@@ -3,26 +3,13 @@
 //! garbage is answered correctly. Only the session commands are allowed, so no random
 //! request can reach a command that changes the machine.
 
+mod common;
+
+use common::Rng;
 use qga::config::Config;
 use qga::ctx::{Ctx, Session};
 use qga::protocol::dispatch::{self, Outcome};
 use qga::protocol::framer::{Frame, Framer};
-
-/// xorshift64*: deterministic, so a failure reproduces from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 const PIECES: &[&[u8]] = &[
     b"{",
@@ -110,4 +97,64 @@ fn random_garbage_never_panics_and_the_stream_recovers() {
         }
         assert_eq!(last, b"\xff{\"return\": 4242}\n", "seed {seed}");
     }
+}
+
+/// The same garbage, millions of bytes of it, through the real binary over its socket
+/// (issue #12): written in random pieces while the replies are read, then 0xFF and a
+/// guest-sync-delimited. The agent answers every line as JSON, ends with the sync's
+/// reply, keeps serving, and its peak memory stays small.
+#[test]
+fn millions_of_garbage_bytes_through_the_binary() {
+    use std::io::Write;
+    let agent = common::Agent::start(&[
+        "-a",
+        "guest-sync,guest-sync-delimited,guest-ping,guest-info",
+    ]);
+    let mut c = agent.connect();
+    let mut writer = c.stream.try_clone().unwrap();
+    let mut rng = Rng(0x0bad_5eed_0bad_5eed);
+    let mut input = Vec::new();
+    while input.len() < 4 << 20 {
+        input.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+    }
+    input.extend_from_slice(
+        b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":4242}}",
+    );
+    let total = input.len();
+    let feeder = std::thread::spawn(move || {
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let take = (1 + rng.below(8192)).min(rest.len());
+            writer.write_all(&rest[..take]).unwrap();
+            rest = &rest[take..];
+        }
+    });
+    let t0 = std::time::Instant::now();
+    let mut replies = 0u64;
+    loop {
+        let line = c.line();
+        replies += 1;
+        if line == b"\xff{\"return\": 4242}" {
+            break;
+        }
+        let text = line.strip_prefix(b"\xff").unwrap_or(&line);
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(text).is_ok(),
+            "not JSON: {}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    feeder.join().unwrap();
+    let hwm = common::status_kib(agent.pid() as u32, "VmHWM:");
+    println!(
+        "{total} bytes of garbage: {replies} replies in {:.1} s, VmHWM {hwm} kB",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        hwm < 32 * 1024,
+        "peak RSS {hwm} kB for a stream of small frames"
+    );
+    // The same client goes on: the stream recovered.
+    c.send(br#"{"execute":"guest-ping"}"#);
+    assert_eq!(c.line(), b"{\"return\": {}}");
 }

@@ -9,23 +9,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use common::{status_kib, Agent, Client};
-
-/// xorshift64*: a seeded stream, no rand crate for one test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use common::{status_kib, Agent, Client, Rng};
 
 /// Requests that each get exactly one reply line, and what the reply must hold.
 const ANSWERED: &[(&str, &str)] = &[

@@ -297,15 +297,8 @@ fn exec_and_files(vm: &mut Vm, report: &mut Report) {
         Err(e) => report.check(false, &format!("guest-exec: {e}")),
     }
 
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let data: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let data: Vec<u8> = (0..1 << 20).map(|_| rng.below(256) as u8).collect();
     let path = "/mnt/data/qga-file.bin";
     let t0 = Instant::now();
     let file = (|| -> Result<Vec<u8>, String> {
