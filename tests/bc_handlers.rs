@@ -66,11 +66,13 @@ fn memory_status_every_distro() {
 fn system_info_every_distro() {
     // The fixture's /etc/localtime decides; a TZ in the test environment must not.
     std::env::remove_var("TZ");
+    // issue 14 item 6: system-version is the full release, version-id os-release's.
     let table = [
         (
             "centos6",
             "CentOS",
             "2.6.32-754.35.1.el6.x86_64",
+            "6.10",
             "6.10",
             "bc-c6-web01.bc.example.com",
             "bcadmin pts/1 10.20.30.40 2023-11-16 06:06:40",
@@ -79,6 +81,7 @@ fn system_info_every_distro() {
             "centos7",
             "CentOS Linux",
             "3.10.0-1160.119.1.el7.x86_64",
+            "7.9.2009",
             "7",
             "bc-c7-db01",
             "bcadmin pts/1 10.20.30.40 2023-11-12 04:41:05",
@@ -88,6 +91,7 @@ fn system_info_every_distro() {
             "Ubuntu",
             "3.2.0-126-generic",
             "12.04",
+            "12.04",
             "precise-vm",
             "root pts/0 192.168.10.7 2023-11-15 23:40:00",
         ),
@@ -96,6 +100,7 @@ fn system_info_every_distro() {
             "Ubuntu",
             "3.13.0-170-generic",
             "14.04",
+            "14.04",
             "trusty-vm",
             "ubuntu pts/1 10.20.30.40 2023-11-16 18:53:20",
         ),
@@ -103,18 +108,20 @@ fn system_info_every_distro() {
             "modern",
             "Debian GNU/Linux",
             "6.1.0-27-amd64",
+            "12.8",
             "12",
             "bookworm-vm",
             "ubuntu pts/1 10.20.30.40 2023-11-08 23:06:40",
         ),
     ];
     let state = TempDir::new("bc-sys");
-    for (d, os, kernel, version, fqdn, last) in table {
+    for (d, os, kernel, version, version_id, fqdn, last) in table {
         let got = bc_monitor::get_system_info(&ctx(d, &state), NoArgs {}).unwrap();
         let want = SystemInfo {
             os_name: os.into(),
             kernel_version: kernel.into(),
             system_version: version.into(),
+            version_id: version_id.into(),
             fqdn: fqdn.into(),
             lastlogin: last.into(),
         };
