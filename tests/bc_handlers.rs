@@ -26,14 +26,16 @@ fn ctx(distro: &str, state: &TempDir) -> Ctx {
 
 #[test]
 fn memory_status_every_distro() {
+    // issue 14 item 4: centos6 and ubuntu1204 have no MemAvailable, so the kernel's
+    // estimate (no zoneinfo in these trees: reserves from the default min_free_kbytes).
     let table = [
         (
             "centos6",
-            [1877, 1697, 179, 1156, 120, 856],
+            [1877, 1697, 179, 1251, 120, 856],
             [4031, 28, 4003],
         ),
         ("centos7", [3789, 3580, 209, 2798, 2, 2667], [2047, 0, 2047]),
-        ("ubuntu1204", [993, 899, 93, 750, 58, 597], [1019, 14, 1005]),
+        ("ubuntu1204", [993, 899, 93, 912, 58, 597], [1019, 14, 1005]),
         ("ubuntu1404", [2000, 1824, 176, 1489, 144, 1082], [0, 0, 0]),
         (
             "modern",

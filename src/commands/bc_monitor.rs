@@ -21,7 +21,8 @@ pub struct MemoryStatus {
     /// MemTotal - MemFree: buffers and cache count as used, as in the old fork.
     pub used: u64,
     pub free: u64,
-    /// MemAvailable (3.14+), else MemFree + Buffers + Cached; clients compute usage as
+    /// MemAvailable (3.14+), else the kernel's estimate from MemFree, the file page
+    /// cache, reclaimable slab and /proc/zoneinfo's reserves; clients compute usage as
     /// total - available, so it must never be missing.
     pub available: u64,
     pub buffer: u64,
@@ -59,8 +60,7 @@ impl From<&MemInfo> for MemoryStatus {
 }
 
 pub fn get_memory_status(ctx: &Ctx, _: NoArgs) -> Result<MemoryStatus, Error> {
-    let m = proc::parse_meminfo(&ctx.read("proc/meminfo")?)?;
-    Ok(MemoryStatus::from(&m))
+    Ok(MemoryStatus::from(&proc::read_meminfo(ctx)?))
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
