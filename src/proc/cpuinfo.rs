@@ -22,15 +22,20 @@ pub struct Processor {
     pub fields: Vec<(String, String)>,
 }
 
+/// The value of the first of `keys` that `fields` has.
+fn first_of<'a>(fields: &'a [(String, String)], keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| {
+        fields
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+    })
+}
+
 impl Processor {
     /// The value of the first of `keys` present.
     pub fn get(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|k| {
-            self.fields
-                .iter()
-                .find(|(name, _)| name == k)
-                .map(|(_, v)| v.as_str())
-        })
+        first_of(&self.fields, keys)
     }
 
     /// x86 `model name`; ARM64 has none (its `CPU part` is a number); ppc `cpu`.
@@ -75,12 +80,7 @@ impl Processor {
 impl CpuInfo {
     /// The value of the first of `keys` among the lines outside the blocks.
     pub fn global(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|k| {
-            self.other
-                .iter()
-                .find(|(name, _)| name == k)
-                .map(|(_, v)| v.as_str())
-        })
+        first_of(&self.other, keys)
     }
 
     fn first_or_global<'a>(
