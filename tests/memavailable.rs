@@ -69,3 +69,31 @@ fn estimate_is_exact_with_zoneinfo_of_the_same_moment() {
         );
     }
 }
+
+/// A real 3.2 pair (Ubuntu 12.04): zones without `managed`, the layout the estimate
+/// is for; the reply carries the estimate, not MemFree + Buffers + Cached.
+#[test]
+fn estimate_on_a_3_2_kernel_reads_its_zoneinfo() {
+    let dir = fixture("memavailable/ubuntu1204-3.2");
+    let zones = proc::zoneinfo::parse_zoneinfo(
+        &std::fs::read_to_string(dir.join("proc/zoneinfo")).unwrap(),
+    );
+    assert_eq!(zones.len(), 3);
+    assert!(zones.iter().all(|z| z.managed.is_none()));
+    assert_eq!(zones[0].protection, [0, 3237, 7994, 7994]);
+    let r = proc::zoneinfo::Reserves::from_zones(&zones, 4);
+    // DMA: 7994 + 48 capped at 3900 present; DMA32: 4756 + 10243; Normal: 15049.
+    assert_eq!(r.total, (3900 + 4756 + 10243 + 15049) * 4);
+    assert_eq!(r.wmark_low, (40 + 8536 + 12541) * 4);
+    let m = proc::read_meminfo(&Ctx::with_root(&dir)).unwrap();
+    assert_eq!(m.available, None);
+    // 5740368 - 135792 + (1833856 - 84468) + (219532 - 84468)
+    assert_eq!(m.available_or_estimate(), 7_489_028);
+    assert_eq!(m.free + m.buffers + m.cached, 7_575_532);
+    let status = qga::commands::bc_monitor::get_memory_status(
+        &Ctx::with_root(&dir),
+        qga::commands::NoArgs {},
+    )
+    .unwrap();
+    assert_eq!(status.available, 7_489_028 / 1024);
+}
