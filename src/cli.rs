@@ -66,10 +66,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, String>
         let key = match arg {
             Short('h') | Long("help") => return Ok(Action::Print(USAGE.to_string())),
             Short('V') | Long("version") => {
-                return Ok(Action::Print(format!(
-                    "QEMU Guest Agent {} (qga-bc)\n",
-                    env!("CARGO_PKG_VERSION")
-                )))
+                return Ok(Action::Print(crate::commands::session::version_line()))
             }
             Short('D') | Long("dump-conf") => {
                 dump = true;

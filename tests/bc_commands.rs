@@ -58,9 +58,12 @@ fn guest_info_lists_the_bc_commands_and_block_list_applies() {
 fn memory_status_reply_on_centos6() {
     let agent = Agent::with_sysroot(&fixture("centos6"), &[]);
     let got = agent.call("guest-get-memory-status", json!({}));
+    // issue 14 item 4: no MemAvailable on 2.6.32, so the kernel's estimate: MemFree +
+    // file LRU + SReclaimable less the reserves of the default vm.min_free_kbytes (no
+    // zoneinfo in this tree), not MemFree + Buffers + Cached (1156).
     assert_eq!(
         got,
-        json!({"total": 1877, "used": 1697, "free": 179, "available": 1156, "buffer": 120,
+        json!({"total": 1877, "used": 1697, "free": 179, "available": 1251, "buffer": 120,
                "cached": 856, "swap": {"total": 4031, "used": 28, "free": 4003}})
     );
 }
@@ -374,6 +377,48 @@ fn change_hostname_in_a_temporary_root() {
     assert_eq!(sys["fqdn"], "web02.bc.example.com");
     let bad = agent.call("change-hostname", json!({"new-hostname": "bad name"}));
     assert_eq!(bad, json!({"errnum": libc::EINVAL}));
+}
+
+#[test]
+fn change_hostname_on_first_boot_keeps_localhost() {
+    // issue 14 item 8: fixtures/firstboot, a fresh guest named localhost.localdomain.
+    let stock = "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n\
+                 ::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n";
+    for (d, file, persisted) in [
+        (
+            "centos6",
+            "etc/sysconfig/network",
+            "NETWORKING=yes\nHOSTNAME=db02\n",
+        ),
+        ("centos7", "etc/hostname", "db02\n"),
+    ] {
+        let root = TempDir::new("bc-firstboot");
+        common::copy_tree(&fixture(&format!("firstboot/{d}")), root.path());
+        let agent = Agent::with_sysroot(root.path(), &[]);
+        let got = agent.call("change-hostname", json!({"new-hostname": "db02"}));
+        assert_eq!(got, json!({"errnum": 0}), "{d}");
+        let hosts = fs::read_to_string(root.join("etc/hosts")).unwrap();
+        assert_eq!(hosts, format!("{stock}127.0.1.1\tdb02\n"), "{d}");
+        assert_eq!(
+            fs::read_to_string(root.join(file)).unwrap(),
+            persisted,
+            "{d}"
+        );
+        // A second rename updates the name's own line, and localhost still stays.
+        let got = agent.call(
+            "change-hostname",
+            json!({"new-hostname": "db03.example.com"}),
+        );
+        assert_eq!(got, json!({"errnum": 0}), "{d}");
+        let hosts = fs::read_to_string(root.join("etc/hosts")).unwrap();
+        assert_eq!(
+            hosts,
+            format!("{stock}127.0.1.1\tdb03.example.com\n"),
+            "{d}"
+        );
+        let sys = agent.call("guest-get-system-info", json!({}));
+        assert_eq!(sys["fqdn"], "db03.example.com", "{d}");
+    }
 }
 
 /// Unmounts and detaches on drop, even when the test fails.

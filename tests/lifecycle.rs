@@ -69,10 +69,15 @@ fn block_help_lists_the_registry() {
 
 #[test]
 fn version_and_help() {
+    // issue 14 item 1: the emulated qemu-ga release first, then ours.
     let out = qemu_ga(&["-V"]);
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .starts_with("QEMU Guest Agent "));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "QEMU Guest Agent 7.2.0 (qga-bc {})\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
     let out = qemu_ga(&["--help"]);
     assert!(String::from_utf8(out.stdout)
         .unwrap()

@@ -25,7 +25,8 @@ struct Reference {
 }
 
 impl Reference {
-    fn start() -> Option<Reference> {
+    /// Started with `env` added to the environment.
+    fn start(env: &[(&str, &str)]) -> Option<Reference> {
         if !Path::new(REFERENCE).exists() {
             if std::env::var_os("QGA_NO_REFERENCE").is_some_and(|v| v == "1") {
                 eprintln!("{REFERENCE} missing; skipped (QGA_NO_REFERENCE=1)");
@@ -40,6 +41,7 @@ impl Reference {
             .arg(&socket)
             .arg("-t")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -79,10 +81,15 @@ struct Pair {
 
 impl Pair {
     fn start() -> Option<Pair> {
-        let reference = Reference::start()?;
+        Pair::start_with_env(&[])
+    }
+
+    /// Both agents with the same extra environment variables.
+    fn start_with_env(env: &[(&str, &str)]) -> Option<Pair> {
+        let reference = Reference::start(env)?;
         Some(Pair {
             reference,
-            ours: Agent::start(&[]),
+            ours: Agent::start_with_env(&[], env),
         })
     }
 
@@ -162,6 +169,19 @@ fn read_only_replies_have_the_reference_shape() {
             shape(ret(&theirs, command)),
             "{command}:\n ours {ours}\n theirs {theirs}"
         );
+    }
+}
+
+#[test]
+fn osinfo_from_qga_os_release_matches_the_reference() {
+    // issue 14 item 2: upstream's test file, a missing file and an empty value.
+    let fixture = common::fixture("releases/qga-os-release/test-qga-os-release");
+    for value in [fixture.to_str().unwrap(), "/nonexistent/os-release", ""] {
+        let Some(pair) = Pair::start_with_env(&[("QGA_OS_RELEASE", value)]) else {
+            return;
+        };
+        let (theirs, ours) = pair.both(&req("guest-get-osinfo", json!({})));
+        assert_eq!(ours, theirs, "QGA_OS_RELEASE={value:?}");
     }
 }
 

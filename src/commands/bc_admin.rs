@@ -191,13 +191,38 @@ pub fn set_sysconfig_hostname(text: &str, new: &str) -> String {
     out
 }
 
-/// Renames `olds` to `new` in the name columns of /etc/hosts (exact names, the old
-/// short name, and "old.domain" when the new name is short), keeping the rest of each
-/// line byte for byte. None when nothing changes.
+/// The loopback names distributions ship in /etc/hosts (RHEL's `setup`, Debian's
+/// netbase). They are never renamed, whatever the old hostname: a first-boot CentOS
+/// guest is called `localhost.localdomain`, and renaming its tokens would make
+/// `localhost` stop resolving.
+fn is_localhost_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "localhost"
+        || n.starts_with("localhost.")
+        || n.starts_with("localhost4")
+        || n.starts_with("localhost6")
+        || n.starts_with("ip6-localhost")
+        || n.starts_with("ip6-loopback")
+}
+
+/// Gives `new` its place in /etc/hosts: renames `olds` to `new` in the name columns
+/// (exact names, the old short name, and "old.domain" when the new name is short),
+/// keeping the rest of each line byte for byte; localhost names are never renamed.
+/// When no line lists `new` afterwards (the old name was `localhost.localdomain`, or
+/// never listed), the name gets its own line, `127.0.1.1 new [short]`, the Debian
+/// installer's convention, so that it resolves without DNS. None when nothing changes.
 pub fn rename_in_hosts(text: &str, olds: &[&str], new: &str) -> Option<String> {
+    let olds: Vec<&str> = olds
+        .iter()
+        .copied()
+        .filter(|o| !is_localhost_name(o))
+        .collect();
     let new_short = new.split('.').next().unwrap_or(new);
     let rename = |name: &str| -> Option<String> {
-        for old in olds {
+        if is_localhost_name(name) {
+            return None;
+        }
+        for old in &olds {
             let old_short = old.split('.').next().unwrap_or(old);
             if name.eq_ignore_ascii_case(old) {
                 return Some(new.to_string());
@@ -216,7 +241,8 @@ pub fn rename_in_hosts(text: &str, olds: &[&str], new: &str) -> Option<String> {
         None
     };
     let mut changed = false;
-    let mut out = String::with_capacity(text.len());
+    let mut listed = false;
+    let mut out = String::with_capacity(text.len() + new.len() + 16);
     for line in text.split_inclusive('\n') {
         let (body, comment) = match line.find('#') {
             Some(i) => line.split_at(i),
@@ -235,18 +261,33 @@ pub fn rename_in_hosts(text: &str, olds: &[&str], new: &str) -> Option<String> {
                 break;
             }
             // Field 0 is the address.
-            match (field > 0).then(|| rename(token)).flatten() {
+            let name = match (field > 0).then(|| rename(token)).flatten() {
                 Some(n) if n != token => {
-                    rebuilt.push_str(&n);
                     changed = true;
+                    n
                 }
-                _ => rebuilt.push_str(token),
-            }
+                _ => token.to_string(),
+            };
+            listed |= field > 0 && name.eq_ignore_ascii_case(new);
+            rebuilt.push_str(&name);
             rest = &rest[end..];
             field += 1;
         }
         rebuilt.push_str(comment);
         out.push_str(&rebuilt);
+    }
+    if !listed && !is_localhost_name(new) {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("127.0.1.1\t");
+        out.push_str(new);
+        if new_short != new {
+            out.push(' ');
+            out.push_str(new_short);
+        }
+        out.push('\n');
+        changed = true;
     }
     changed.then_some(out)
 }
@@ -323,12 +364,34 @@ mod tests {
             "127.0.0.1\tlocalhost\n127.0.1.1\tnew\n# old stays in comments\n\
              10.0.0.5 new.example.com new   # old\nfe00::0 ip6-localnet\n"
         );
-        assert_eq!(rename_in_hosts(text, &["absent"], "new"), None);
+        // A name no line lists gets its own line.
+        assert_eq!(
+            rename_in_hosts(text, &["absent"], "new").unwrap(),
+            format!("{text}127.0.1.1\tnew\n")
+        );
+        assert_eq!(rename_in_hosts(&got, &["old"], "new"), None);
         // The address column is never touched.
         assert_eq!(
             rename_in_hosts("old old\n", &["old"], "new").unwrap(),
             "old new\n"
         );
+    }
+
+    #[test]
+    fn localhost_tokens_are_never_renamed() {
+        // issue 14 item 8: a first-boot CentOS guest is named localhost.localdomain.
+        let rhel = "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n\
+                    ::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n";
+        let got = rename_in_hosts(rhel, &["localhost.localdomain"], "db02").unwrap();
+        assert_eq!(got, format!("{rhel}127.0.1.1\tdb02\n"));
+        let got = rename_in_hosts(rhel, &["localhost"], "db02.example.com").unwrap();
+        assert_eq!(got, format!("{rhel}127.0.1.1\tdb02.example.com db02\n"));
+        // Debian's ip6-localhost/ip6-loopback stay too; the name's own line is updated.
+        let deb = "127.0.0.1\tlocalhost\n127.0.1.1\tlocalhost\n::1 ip6-localhost ip6-loopback\n";
+        let got = rename_in_hosts(deb, &["localhost"], "web").unwrap();
+        assert_eq!(got, format!("{deb}127.0.1.1\tweb\n"));
+        assert!(is_localhost_name("LOCALHOST.localdomain"));
+        assert!(!is_localhost_name("localhostname"));
     }
 
     #[test]

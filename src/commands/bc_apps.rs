@@ -45,7 +45,7 @@ pub fn get_app_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<App
     let stat = proc::parse_stat(&ctx.read("proc/stat")?)?;
     let uptime = proc::read_uptime(ctx)?;
     let load = proc::parse_loadavg(&ctx.read("proc/loadavg")?)?;
-    let mem = proc::parse_meminfo(&ctx.read("proc/meminfo")?)?;
+    let mem = proc::read_meminfo(ctx)?;
     let procs = proc::read_processes(ctx);
     let (pcts, cpu) = {
         let sampler = &mut session.cpu_sampler;

@@ -21,7 +21,8 @@ pub struct MemoryStatus {
     /// MemTotal - MemFree: buffers and cache count as used, as in the old fork.
     pub used: u64,
     pub free: u64,
-    /// MemAvailable (3.14+), else MemFree + Buffers + Cached; clients compute usage as
+    /// MemAvailable (3.14+), else the kernel's estimate from MemFree, the file page
+    /// cache, reclaimable slab and /proc/zoneinfo's reserves; clients compute usage as
     /// total - available, so it must never be missing.
     pub available: u64,
     pub buffer: u64,
@@ -59,8 +60,7 @@ impl From<&MemInfo> for MemoryStatus {
 }
 
 pub fn get_memory_status(ctx: &Ctx, _: NoArgs) -> Result<MemoryStatus, Error> {
-    let m = proc::parse_meminfo(&ctx.read("proc/meminfo")?)?;
-    Ok(MemoryStatus::from(&m))
+    Ok(MemoryStatus::from(&proc::read_meminfo(ctx)?))
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -68,7 +68,13 @@ pub fn get_memory_status(ctx: &Ctx, _: NoArgs) -> Result<MemoryStatus, Error> {
 pub struct SystemInfo {
     pub os_name: String,
     pub kernel_version: String,
+    /// The full release: the distribution's own file ("7.9.2009" from
+    /// /etc/centos-release, "12.8" from /etc/debian_version), else os-release's
+    /// VERSION_ID. The old qga-bc fork's users read the full release on CentOS.
     pub system_version: String,
+    /// os-release's VERSION_ID ("7"), what guest-get-osinfo calls `version-id`;
+    /// "" when the system does not say.
+    pub version_id: String,
     pub fqdn: String,
     /// "USER TTY HOST YYYY-MM-DD HH:MM:SS" (local time), "" when wtmp has no login.
     pub lastlogin: String,
@@ -90,7 +96,12 @@ pub fn system_info(ctx: &Ctx) -> SystemInfo {
         os_name: d.name.unwrap_or_else(|| "Linux".into()),
         // The uname release; /proc/sys/kernel/osrelease holds the same string.
         kernel_version: read_line(ctx, "proc/sys/kernel/osrelease"),
-        system_version: d.version_id.or(d.version).unwrap_or_default(),
+        system_version: d
+            .full_version
+            .or_else(|| d.version_id.clone())
+            .or(d.version)
+            .unwrap_or_default(),
+        version_id: d.version_id.unwrap_or_default(),
         fqdn,
         lastlogin: last_login(ctx).unwrap_or_default(),
     }

@@ -1,11 +1,13 @@
 //! guest-get-cpustinfo (BC-Linux, VMAnalyzer): the CPUs the guest sees, from
-//! /proc/cpuinfo and the topology files under /sys/devices/system/cpu/cpuN/topology.
+//! /proc/cpuinfo (every architecture's layout, src/proc/cpuinfo.rs), the topology files
+//! under /sys/devices/system/cpu/cpuN/topology, and the cpuN directories there when
+//! cpuinfo has no per-CPU blocks (uniprocessor ARM before 3.8, s390x before 4.7).
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::NoArgs;
+use super::{cpu, NoArgs};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::proc::cpuinfo::{parse_cpuinfo, CpuInfo, Processor};
@@ -13,7 +15,8 @@ use crate::proc::cpuinfo::{parse_cpuinfo, CpuInfo, Processor};
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct CpustInfo {
-    /// Online logical CPUs (the blocks of /proc/cpuinfo).
+    /// Online logical CPUs: the blocks of /proc/cpuinfo, else what its header says
+    /// (s390x), else the online cpuN of /sys/devices/system/cpu.
     pub cpu_count: usize,
     pub sockets: usize,
     pub cores_per_socket: usize,
@@ -47,8 +50,20 @@ pub struct LogicalCpu {
 
 pub fn get_cpustinfo(ctx: &Ctx, _: NoArgs) -> Result<CpustInfo, Error> {
     let info = parse_cpuinfo(&ctx.read("proc/cpuinfo")?);
-    let cpus = info
-        .processors
+    let fallback: Vec<Processor>;
+    let processors = if info.processors.is_empty() {
+        fallback = unlisted_cpus(ctx, &info)
+            .into_iter()
+            .map(|index| Processor {
+                index,
+                fields: Vec::new(),
+            })
+            .collect();
+        &fallback
+    } else {
+        &info.processors
+    };
+    let cpus = processors
         .iter()
         .map(|p| {
             let (socket, core) = placement(ctx, p);
@@ -61,6 +76,26 @@ pub fn get_cpustinfo(ctx: &Ctx, _: NoArgs) -> Result<CpustInfo, Error> {
         })
         .collect();
     Ok(summarize(&info, cpus))
+}
+
+/// The CPU numbers when /proc/cpuinfo has no per-CPU blocks: the online cpuN of sysfs
+/// (guest-get-vcpus' view); else 0..N for the count the header gives (s390x); else
+/// one CPU, as a uniprocessor ARM kernel prints just the one description.
+fn unlisted_cpus(ctx: &Ctx, info: &CpuInfo) -> Vec<u32> {
+    let online: Vec<u32> = cpu::get_vcpus(ctx, NoArgs {})
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.online)
+        .filter_map(|c| u32::try_from(c.logical_id).ok())
+        .collect();
+    if !online.is_empty() {
+        return online;
+    }
+    match info.declared_count() {
+        Some(n) => (0..n as u32).collect(),
+        None if !info.other.is_empty() => vec![0],
+        None => Vec::new(),
+    }
 }
 
 /// Socket and core of one CPU: sysfs knows them on every architecture (2.6.16+);
@@ -88,19 +123,18 @@ fn summarize(info: &CpuInfo, cpus: Vec<LogicalCpu>) -> CpustInfo {
     let per = |a: usize, b: usize| a.checked_div(b).unwrap_or(0);
     let first = info.processors.first();
     let owned = |v: Option<&str>| v.map(str::to_string);
+    let flags = info.flags();
     CpustInfo {
         cpu_count: cpus.len(),
         sockets: sockets.len(),
         cores_per_socket: per(cores.len(), sockets.len()),
         threads_per_core: per(cpus.len(), cores.len()),
-        vendor: owned(first.and_then(Processor::vendor)),
-        model_name: owned(first.and_then(Processor::model_name)),
+        vendor: owned(info.vendor()),
+        model_name: owned(info.model_name()),
         cpu_mhz: owned(first.and_then(Processor::mhz)),
         cache_size: owned(first.and_then(Processor::cache_size)),
-        hypervisor: first.is_some_and(|p| p.has_flag("hypervisor")),
-        flags: first
-            .map(|p| p.flags().into_iter().map(str::to_string).collect())
-            .unwrap_or_default(),
+        hypervisor: flags.contains(&"hypervisor"),
+        flags: flags.into_iter().map(str::to_string).collect(),
         cpus,
     }
 }

@@ -29,6 +29,22 @@ pub fn ping(_: &Ctx, _: NoArgs) -> Result<Empty, Error> {
     Ok(Empty {})
 }
 
+/// The qemu-ga release whose behaviour (commands, replies, errors) this agent implements:
+/// guest-info reports it, as qemu-ga reports its QEMU_VERSION, so that tools comparing
+/// versions numerically (feature gates, inventories such as VMAnalyzer's agent_version)
+/// see what they would see from upstream. Our own release is `CARGO_PKG_VERSION`, shown
+/// next to it by `-V`.
+pub const QEMU_GA_VERSION: &str = "7.2.0";
+
+/// The `-V` line: qemu-ga prints "QEMU Guest Agent 7.2.0 (Debian 1:7.2+dfsg-7)", the
+/// package version in parentheses; ours names the qga-bc release there.
+pub fn version_line() -> String {
+    format!(
+        "QEMU Guest Agent {QEMU_GA_VERSION} (qga-bc {})\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 #[derive(Debug, Serialize)]
 pub struct AgentInfo {
     pub version: &'static str,
@@ -53,7 +69,30 @@ pub fn info(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<AgentInfo, Er
         })
         .collect();
     Ok(AgentInfo {
-        version: env!("CARGO_PKG_VERSION"),
+        version: QEMU_GA_VERSION,
         supported_commands,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_qemu_ga_first_then_ours() {
+        // issue 14 item 1: "0.1.0" compared as a number below every qemu-ga release.
+        let parts: Vec<u32> = QEMU_GA_VERSION
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(parts.len(), 3);
+        assert!(parts >= vec![7, 2, 0]);
+        assert_eq!(
+            version_line(),
+            format!(
+                "QEMU Guest Agent 7.2.0 (qga-bc {})\n",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
 }

@@ -11,9 +11,10 @@ pub mod net;
 pub mod process;
 pub mod stat;
 pub mod tcp;
+pub mod zoneinfo;
 
 pub use loadavg::{parse_loadavg, LoadAvg};
-pub use meminfo::{parse_meminfo, MemInfo};
+pub use meminfo::{parse_meminfo, read_meminfo, MemInfo};
 pub use mounts::{parse_mounts, Mount};
 pub use process::{read_processes, CpuSampler, Process};
 pub use stat::{clock_ticks, parse_stat, CpuTimes, Stat};
