@@ -14,7 +14,7 @@ pub mod tcp;
 
 pub use loadavg::{parse_loadavg, LoadAvg};
 pub use meminfo::{parse_meminfo, MemInfo};
-pub use mounts::{parse_mounts, Mount};
+pub use mounts::{parse_mountinfo, parse_mounts, Mount, MountInfo};
 pub use process::{read_processes, CpuSampler, Process};
 pub use stat::{clock_ticks, parse_stat, CpuTimes, Stat};
 

@@ -1,4 +1,5 @@
-//! /proc/self/mounts (same format as /proc/mounts and /etc/mtab): the mount table.
+//! /proc/self/mounts (same format as /proc/mounts and /etc/mtab) and
+//! /proc/self/mountinfo (2.6.26+, with each mount's device number): the mount table.
 
 /// One mount, fields decoded from the kernel's octal escapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,43 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         .collect()
 }
 
+/// One line of /proc/self/mountinfo (Documentation/filesystems/proc.rst, 3.5): the
+/// fields qemu-ga uses, escapes decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub major: u32,
+    pub minor: u32,
+    pub mountpoint: String,
+    pub fstype: String,
+    /// The mount source ("/dev/vda1", "srv:/export").
+    pub device: String,
+}
+
+/// Parses /proc/self/mountinfo; lines without the " - " separator or a device number
+/// are skipped, as qemu-ga skips them.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (head, tail) = line.split_once(" - ")?;
+            let mut h = head.split_whitespace();
+            let (_id, _parent) = (h.next()?, h.next()?);
+            let (major, minor) = h.next()?.split_once(':')?;
+            let _root = h.next()?;
+            let mountpoint = unescape(h.next()?);
+            let mut t = tail.split_whitespace();
+            let fstype = unescape(t.next()?);
+            let device = t.next().map(unescape).unwrap_or_default();
+            Some(MountInfo {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                mountpoint,
+                fstype,
+                device,
+            })
+        })
+        .collect()
+}
+
 /// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash: mangle() in
 /// fs/proc_namespace.c, fs/namespace.c on 2.6.32).
 fn unescape(field: &str) -> String {
@@ -94,6 +132,25 @@ mod tests {
         assert!(m[1].is_readonly());
         assert!(!m[0].is_readonly());
         assert_eq!(m[0].option("errors"), Some("remount-ro"));
+    }
+
+    #[test]
+    fn mountinfo_fields_and_escapes() {
+        let m = parse_mountinfo(
+            "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard\n\
+             90 27 252:17 / /mnt/my\\040disk rw shared:1 master:2 - xfs /dev/vdb1 rw\n\
+             22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+             91 27 0:50 / /nfs rw - nfs4 srv:/export rw,vers=4.2\n\
+             bad line\n",
+        );
+        assert_eq!(m.len(), 4);
+        assert_eq!((m[0].major, m[0].minor), (254, 0));
+        assert_eq!(m[1].mountpoint, "/mnt/my disk");
+        assert_eq!(
+            (m[1].fstype.as_str(), m[1].device.as_str()),
+            ("xfs", "/dev/vdb1")
+        );
+        assert_eq!((m[3].major, m[3].device.as_str()), (0, "srv:/export"));
     }
 
     #[test]
