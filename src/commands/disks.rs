@@ -6,8 +6,10 @@ use serde::Serialize;
 use super::NoArgs;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::log;
 use crate::proc::diskstats::{parse_diskstats, DiskStat};
-use crate::sysfs::block::{self, Device, DiskAddress};
+use crate::sys::nvme;
+use crate::sysfs::block::{self, BusType, Device, DiskAddress};
 
 /// GuestDiskInfo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,6 +26,94 @@ pub struct DiskInfo {
     /// The device-mapper name ("vg0-root").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    /// NVMe disks whose device node answers the SMART log (qemu-ga 7.1+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smart: Option<Smart>,
+}
+
+/// GuestDiskSmart: a union on `type`; only NVMe has members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Smart {
+    Nvme(NvmeSmart),
+}
+
+/// GuestNVMeSmart: the health log page, 128-bit counters split in lo/hi halves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NvmeSmart {
+    pub critical_warning: u64,
+    pub temperature: u64,
+    pub available_spare: u64,
+    pub available_spare_threshold: u64,
+    pub percentage_used: u64,
+    pub data_units_read_lo: u64,
+    pub data_units_read_hi: u64,
+    pub data_units_written_lo: u64,
+    pub data_units_written_hi: u64,
+    pub host_read_commands_lo: u64,
+    pub host_read_commands_hi: u64,
+    pub host_write_commands_lo: u64,
+    pub host_write_commands_hi: u64,
+    pub controller_busy_time_lo: u64,
+    pub controller_busy_time_hi: u64,
+    pub power_cycles_lo: u64,
+    pub power_cycles_hi: u64,
+    pub power_on_hours_lo: u64,
+    pub power_on_hours_hi: u64,
+    pub unsafe_shutdowns_lo: u64,
+    pub unsafe_shutdowns_hi: u64,
+    pub media_errors_lo: u64,
+    pub media_errors_hi: u64,
+    pub number_of_error_log_entries_lo: u64,
+    pub number_of_error_log_entries_hi: u64,
+}
+
+/// Decodes the SMART / health log page (NVMe base spec, Get Log Page 02h).
+pub fn parse_smart_log(p: &[u8; nvme::SMART_LOG_LEN]) -> NvmeSmart {
+    let u64_at = |o: usize| u64::from_le_bytes(p[o..o + 8].try_into().unwrap_or([0; 8]));
+    NvmeSmart {
+        critical_warning: p[0].into(),
+        temperature: u16::from_le_bytes([p[1], p[2]]).into(),
+        available_spare: p[3].into(),
+        available_spare_threshold: p[4].into(),
+        percentage_used: p[5].into(),
+        data_units_read_lo: u64_at(32),
+        data_units_read_hi: u64_at(40),
+        data_units_written_lo: u64_at(48),
+        data_units_written_hi: u64_at(56),
+        host_read_commands_lo: u64_at(64),
+        host_read_commands_hi: u64_at(72),
+        host_write_commands_lo: u64_at(80),
+        host_write_commands_hi: u64_at(88),
+        controller_busy_time_lo: u64_at(96),
+        controller_busy_time_hi: u64_at(104),
+        power_cycles_lo: u64_at(112),
+        power_cycles_hi: u64_at(120),
+        power_on_hours_lo: u64_at(128),
+        power_on_hours_hi: u64_at(136),
+        unsafe_shutdowns_lo: u64_at(144),
+        unsafe_shutdowns_hi: u64_at(152),
+        media_errors_lo: u64_at(160),
+        media_errors_hi: u64_at(168),
+        number_of_error_log_entries_lo: u64_at(176),
+        number_of_error_log_entries_hi: u64_at(184),
+    }
+}
+
+/// The SMART log of an NVMe disk's device node below the root; None where it cannot
+/// be opened or read (no node in a fixture, an older kernel, a controller refusing).
+fn smart(ctx: &Ctx, address: Option<&DiskAddress>, node: &str) -> Option<Smart> {
+    if address?.bus_type != BusType::Nvme {
+        return None;
+    }
+    let dev = std::fs::File::open(ctx.path(node))
+        .map_err(|e| log::debug(&format!("disks: open '{node}': {e}")))
+        .ok()?;
+    let page = nvme::smart_log(&dev)
+        .map_err(|e| log::debug(&format!("disks: SMART log of '{node}': {e}")))
+        .ok()?;
+    Some(Smart::Nvme(parse_smart_log(&page)))
 }
 
 /// guest-get-disks: every non-empty disk in /sys/block with its partitions. qemu-ga
@@ -61,13 +151,15 @@ pub fn get_disks(ctx: &Ctx, _: NoArgs) -> Result<Vec<DiskInfo>, Error> {
             deps.reverse();
             deps
         });
+        let address = (!dev.is_virtual())
+            .then(|| block::address(&root, &dev))
+            .flatten();
         out.push(DiskInfo {
             name: node.clone(),
             partition: false,
             dependencies,
-            address: (!dev.is_virtual())
-                .then(|| block::address(&root, &dev))
-                .flatten(),
+            smart: smart(ctx, address.as_ref(), &node),
+            address,
             alias: dev.dm_name(),
         });
         for part in dev.partitions() {
@@ -80,6 +172,7 @@ pub fn get_disks(ctx: &Ctx, _: NoArgs) -> Result<Vec<DiskInfo>, Error> {
                 dependencies: Some(vec![node.clone()]),
                 address: None,
                 alias: None,
+                smart: None,
             });
         }
     }
@@ -164,5 +257,36 @@ fn stats_info(s: &DiskStat) -> DiskStatsInfo {
             total_ticks: u32w(s.io_ticks),
             weight_ticks: u32w(s.weighted_io_ticks),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smart_log_fields_at_their_offsets() {
+        let mut p = [0u8; nvme::SMART_LOG_LEN];
+        p[0] = 0x04;
+        p[1..3].copy_from_slice(&310u16.to_le_bytes());
+        (p[3], p[4], p[5]) = (100, 10, 3);
+        p[32..40].copy_from_slice(&123_456u64.to_le_bytes());
+        p[128..136].copy_from_slice(&8760u64.to_le_bytes());
+        p[184..192].copy_from_slice(&1u64.to_le_bytes());
+        let s = parse_smart_log(&p);
+        assert_eq!((s.critical_warning, s.temperature), (4, 310));
+        assert_eq!(
+            (
+                s.available_spare,
+                s.available_spare_threshold,
+                s.percentage_used
+            ),
+            (100, 10, 3)
+        );
+        assert_eq!((s.data_units_read_lo, s.power_on_hours_lo), (123_456, 8760));
+        assert_eq!(s.number_of_error_log_entries_hi, 1);
+        let json = serde_json::to_value(Smart::Nvme(s)).unwrap();
+        assert_eq!(json["type"], "nvme");
+        assert_eq!(json["power-on-hours-lo"], 8760);
     }
 }

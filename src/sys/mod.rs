@@ -12,6 +12,7 @@ pub mod fsids;
 pub mod hostname;
 pub mod ifaddrs;
 pub mod klog;
+pub mod nvme;
 pub mod poll;
 pub mod process;
 pub mod rlimit;
