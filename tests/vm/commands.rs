@@ -68,7 +68,7 @@ impl Facts {
         let layout = g(
             vm,
             "d=$(readlink -f /sys/block/vda); echo $d; cat $d/uevent; \
-             readlink $d/../../driver $d/../../../driver; ls /sys/block",
+             readlink $d/../../driver; readlink $d/../../../driver; ls /sys/block",
         );
         crate::harness::log(&format!("data disk sysfs: {}", layout.replace('\n', " | ")));
         let epoch: i64 = g(vm, "date +%s").parse().unwrap();
