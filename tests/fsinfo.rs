@@ -6,10 +6,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::{fixture, Agent, TempDir};
+use common::{fixture, Agent, LoopMount, TempDir};
 use qga::commands::{fs as fscmd, NoArgs};
 use qga::ctx::Ctx;
 use qga::job::Step;
@@ -384,36 +383,12 @@ fn diskstats_in_each_form() {
     );
 }
 
-struct LoopMount(PathBuf);
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 #[ignore = "needs root"]
 fn fstrim_trims_a_loop_mounted_ext4() {
     let dir = TempDir::new("fstrim-loop");
-    let image = dir.join("fs.img");
     let mnt = dir.join("root/mnt/loop");
-    fs::create_dir_all(&mnt).unwrap();
-    fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
-    let ok = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mkfs.ext4");
-    let ok = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount -o loop");
-    let _guard = LoopMount(mnt.clone());
+    let _guard = LoopMount::ext4(&dir, 64, &mnt, "loop");
     // The agent's root lists only the loop mount, so nothing else is ever trimmed.
     let dev = fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
