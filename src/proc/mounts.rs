@@ -134,7 +134,14 @@ pub fn fs_mounts_from_mtab(mounts: Vec<Mount>, stat: impl Fn(&str) -> Source) ->
         if !m.device.starts_with('/') || m.fstype == "smbfs" || m.fstype == "cifs" {
             continue;
         }
-        let (major, minor) = match stat(&m.device) {
+        // A user's FUSE mount names any source she likes, even a path inside her own
+        // FUSE mount, whose daemon need never answer a stat (fuseblk needs root).
+        let source = if m.is_fuse() && m.fstype != "fuseblk" {
+            Source::Other
+        } else {
+            stat(&m.device)
+        };
+        let (major, minor) = match source {
             Source::Dir => continue,
             Source::Block(major, minor) => (major, minor),
             Source::Other => (0, 0),
@@ -241,19 +248,26 @@ mod tests {
              proc /proc proc rw 0 0\n\
              //srv/share /mnt/smb cifs rw 0 0\n\
              /srv/data /mnt/bind none rw,bind 0 0\n\
-             /dev/vdb1 /data xfs rw 0 0\n",
+             /dev/vdb1 /data xfs rw 0 0\n\
+             /home/eve/fuse/x /home/eve/m fuse.sshfs rw,user_id=1000 0 0\n",
         );
         let stat = |dev: &str| match dev {
             "/dev/vda1" => Source::Block(252, 1),
             "/dev/vdb1" => Source::Block(252, 17),
             "/srv/data" => Source::Dir,
+            "/home/eve/fuse/x" => panic!("stat of a FUSE mount's source"),
             _ => Source::Other,
         };
         let got: Vec<(u32, u32, String)> = fs_mounts_from_mtab(m, stat)
             .into_iter()
             .map(|m| (m.major, m.minor, m.mountpoint))
             .collect();
-        assert_eq!(got, [(252, 1, "/".into()), (252, 17, "/data".into())]);
+        let want = [
+            (252, 1, "/".into()),
+            (252, 17, "/data".into()),
+            (0, 0, "/home/eve/m".into()),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
