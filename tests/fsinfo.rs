@@ -356,23 +356,23 @@ fn diskstats_in_each_form() {
         "write-ios": 5, "write-merges": 6, "write-sectors": 7, "write-ticks": 8,
         "ios-pgr": 9, "total-ticks": 10, "weight-ticks": 11,
     });
-    let with = |extra: Value| {
+    let with = |extras: &[&Value]| {
         let mut s = base.clone();
-        s.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        for e in extras {
+            s.as_object_mut()
+                .unwrap()
+                .extend(e.as_object().unwrap().clone());
+        }
         s
     };
     let discard = json!({"discard-ios": 12, "discard-merges": 13, "discard-sectors": 14, "discard-ticks": 15});
+    let flush = json!({"flush-ios": 16, "flush-ticks": 17});
     assert_eq!(
         agent.call("guest-get-diskstats", json!({})),
         json!([
             {"name": "sda", "major": 8, "minor": 0, "stats": base},
-            {"name": "dm-0", "major": 253, "minor": 0, "stats": with(discard.clone())},
-            {"name": "nvme0n1", "major": 259, "minor": 0,
-             "stats": with(with(discard).as_object().unwrap().clone().into_iter()
-                 .chain([("flush-ios".into(), json!(16)), ("flush-ticks".into(), json!(17))])
-                 .collect())},
+            {"name": "dm-0", "major": 253, "minor": 0, "stats": with(&[&discard])},
+            {"name": "nvme0n1", "major": 259, "minor": 0, "stats": with(&[&discard, &flush])},
         ])
     );
     fs::remove_file(dir.join("proc/diskstats")).unwrap();
