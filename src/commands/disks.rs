@@ -120,8 +120,7 @@ fn smart(ctx: &Ctx, address: Option<&DiskAddress>, node: &str) -> Option<Smart> 
 /// prepends each disk and then its partitions while reading the directory; the
 /// directory is read here in name order, so the reply is the reverse of that.
 pub fn get_disks(ctx: &Ctx, _: NoArgs) -> Result<Vec<DiskInfo>, Error> {
-    let root = std::fs::canonicalize(&ctx.root)
-        .map_err(|e| Error::io(format!("realpath(\"{}\")", ctx.root.display()), e))?;
+    let root = block::canonical_root(ctx)?;
     let dir = ctx.path("sys/block");
     let rd =
         std::fs::read_dir(&dir).map_err(|e| Error::io("Can't open directory \"/sys/block\"", e))?;

@@ -43,7 +43,7 @@ pub struct FsInfo {
 /// the list by prepending).
 pub fn get_fsinfo(ctx: &Ctx, _: NoArgs) -> Result<Step<Vec<FsInfo>>, Error> {
     let mounts = proc::read_fs_mounts(ctx)?;
-    let root = canonical_root(ctx)?;
+    let root = block::canonical_root(ctx)?;
     let mut infos = Vec::with_capacity(mounts.len());
     for m in &mounts {
         infos.push(fs_disks(ctx, &root, m)?);
@@ -62,11 +62,6 @@ pub fn get_fsinfo(ctx: &Ctx, _: NoArgs) -> Result<Step<Vec<FsInfo>>, Error> {
         out.reverse();
         Ok(out)
     })
-}
-
-fn canonical_root(ctx: &Ctx) -> Result<std::path::PathBuf, Error> {
-    std::fs::canonicalize(&ctx.root)
-        .map_err(|e| Error::io(format!("realpath(\"{}\")", ctx.root.display()), e))
 }
 
 /// qemu-ga's arithmetic: used = blocks - free, total = used + available to users.

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::ctx::Ctx;
+use crate::error::Error;
+
 /// A disk's bus, as qemu-ga's GuestDiskBusType names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -54,6 +57,12 @@ pub struct DiskAddress {
     /// The device node ("/dev/vda1"), from the device's uevent DEVNAME.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
+}
+
+/// The context's root, canonical, as [`Device::resolve`] wants it.
+pub fn canonical_root(ctx: &Ctx) -> Result<PathBuf, Error> {
+    std::fs::canonicalize(&ctx.root)
+        .map_err(|e| Error::io(format!("realpath(\"{}\")", ctx.root.display()), e))
 }
 
 /// PCI drivers whose disks qemu-ga can address.
@@ -245,7 +254,7 @@ fn scsi_target(path: &str) -> Option<[u32; 3]> {
     (n.len() == 4).then(|| [n[1], n[2], n[3]])
 }
 
-/// The number after `prefix` at the start of `s` (sscanf "%u").
+/// The number at the start of `s` (sscanf "%u").
 fn leading_number(s: &str) -> Option<u32> {
     let digits: &str = &s[..s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())];
     digits.parse().ok()
