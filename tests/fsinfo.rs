@@ -178,18 +178,22 @@ fn nvme_namespace_with_model_and_serial() {
         let serial = Some("QEMU NVMe Ctrl_deadbeef");
         ("nvme", [0, 0, 6, 0], NONE, serial, dev)
     };
+    // Under native multipath the namespace head lives in /devices/virtual/nvme-subsystem:
+    // neither a PCI path nor a virtual block device, so qemu-ga reports its node with an
+    // unknown bus and a PCI address of -1s.
+    let head = ("unknown", [-1; 4], NONE, None, "/dev/nvme1n1");
     assert_eq!(
         fsinfo(&root),
-        [fs_entry(
-            "/",
-            "nvme0n1p1",
-            "ext4",
-            &[nvme("/dev/nvme0n1p1")]
-        )]
+        [
+            fs_entry("/srv", "nvme1n1", "ext4", &[head]),
+            fs_entry("/", "nvme0n1p1", "ext4", &[nvme("/dev/nvme0n1p1")]),
+        ]
     );
+    // No device node below the fixture's root: no SMART log.
     assert_eq!(
         disks(&root),
         json!([
+            disk("/dev/nvme1n1", Some(&[]), Some(head), None),
             partition("/dev/nvme0n1p1", "/dev/nvme0n1"),
             disk("/dev/nvme0n1", Some(&[]), Some(nvme("/dev/nvme0n1")), None),
         ])
