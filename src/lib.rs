@@ -23,5 +23,6 @@ pub mod protocol;
 pub mod registry;
 pub mod rewrite;
 pub mod sys;
+pub mod sysfs;
 pub mod untrusted;
 pub mod utmp;

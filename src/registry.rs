@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::value::RawValue;
 
 use crate::commands::{
-    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, exec, file, host, memory, net,
-    power, session, ssh, time, users,
+    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, disks, exec, file, fs, host,
+    memory, net, power, session, ssh, time, users,
 };
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
@@ -183,6 +183,15 @@ pub static COMMANDS: &[Command] = &[
     }),
     Command::new("guest-ssh-remove-authorized-keys", |c, s, a| {
         call_job(c, s, a, ssh::remove_authorized_keys)
+    }),
+    // Upstream parity III: trim, filesystems, disks, disk statistics (issue #10)
+    Command::new("guest-fstrim", |c, s, a| call(c, s, a, fs::fstrim)),
+    Command::new("guest-get-fsinfo", |c, s, a| {
+        call_job(c, s, a, fs::get_fsinfo)
+    }),
+    Command::new("guest-get-disks", |c, s, a| call(c, s, a, disks::get_disks)),
+    Command::new("guest-get-diskstats", |c, s, a| {
+        call(c, s, a, disks::get_diskstats)
     }),
     // Upstream parity II: files (issue #9)
     Command::new("guest-file-open", |c, s, a| call_mut(c, s, a, file::open)),

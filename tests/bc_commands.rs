@@ -7,10 +7,9 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{fixture, Agent, TempDir};
+use common::{fixture, Agent, LoopMount, TempDir};
 use serde_json::{json, Value};
 
 const BC_COMMANDS: [&str; 9] = [
@@ -421,37 +420,12 @@ fn change_hostname_on_first_boot_keeps_localhost() {
     }
 }
 
-/// Unmounts and detaches on drop, even when the test fails.
-struct LoopMount(PathBuf);
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 #[ignore = "needs root"]
 fn disk_status_sees_a_read_only_loop_mounted_ext4() {
     let dir = TempDir::new("bc-loop");
-    let image = dir.join("fs.img");
     let mnt = dir.join("mnt");
-    fs::create_dir_all(&mnt).unwrap();
-    fs::File::create(&image).unwrap().set_len(32 << 20).unwrap();
-    let ok = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mkfs.ext4");
-    let ok = Command::new("mount")
-        .args(["-o", "loop,ro"])
-        .arg(&image)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount -o loop,ro");
-    let _guard = LoopMount(mnt.clone());
+    let _guard = LoopMount::ext4(&dir, 32, &mnt, "loop,ro");
     let agent = Agent::start(&[]);
     let got = agent.call("guest-get-disk-status", json!({}));
     let key = mnt.to_str().unwrap();

@@ -224,6 +224,96 @@ fn read_only_values_match_the_reference() {
     assert!((o - t).abs() < 60_000_000_000, "clocks 60 s apart: {t} {o}");
 }
 
+/// `v` without the members named in `keys`, at any depth.
+fn strip(v: &Value, keys: &[&str]) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), strip(v, keys)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|e| strip(e, keys)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Members ours has and 7.2 lacks or cannot have here: `total-bytes-privileged`
+/// (qemu-ga 8.2+), `serial` (7.2 asks udev, which has no database without udevd;
+/// ours reads sysfs), `smart` (NVMe SMART, which ours does not report). `used-bytes`
+/// moves between the two requests.
+const FS_EXTRAS: &[&str] = &["total-bytes-privileged", "serial", "smart", "used-bytes"];
+
+/// The filesystem of "/", its disk and the disk statistics: same values as the
+/// reference on this machine (the root's entry), same shapes for the rest. Other
+/// mounts may come and go between the two requests (other tests mount loop devices).
+#[test]
+fn fs_and_disk_replies_match_the_reference() {
+    let Some(pair) = Pair::start() else { return };
+    let (theirs, ours) = pair.both(&req("guest-get-fsinfo", json!({})));
+    let (t, o) = (
+        strip(ret(&theirs, "fsinfo"), FS_EXTRAS),
+        strip(ret(&ours, "fsinfo"), FS_EXTRAS),
+    );
+    assert_eq!(
+        shape(&o),
+        shape(&t),
+        "fsinfo:\n ours {ours}\n theirs {theirs}"
+    );
+    let root = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["mountpoint"] == "/")
+            .cloned()
+    };
+    assert_eq!(root(&o), root(&t), "fsinfo of /");
+
+    let (theirs, ours) = pair.both(&req("guest-get-disks", json!({})));
+    let (t, o) = (
+        strip(ret(&theirs, "disks"), FS_EXTRAS),
+        strip(ret(&ours, "disks"), FS_EXTRAS),
+    );
+    assert_eq!(
+        shape(&o),
+        shape(&t),
+        "disks:\n ours {ours}\n theirs {theirs}"
+    );
+    let root_disk = root(&o)
+        .and_then(|fs| fs["disk"][0]["dev"].as_str().map(str::to_string))
+        .filter(|dev| !dev.chars().last().is_some_and(|c| c.is_ascii_digit()));
+    if let Some(dev) = root_disk {
+        let find = |list: &Value| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["name"] == dev.as_str())
+                .cloned()
+        };
+        assert!(find(&o).is_some(), "{dev} in {ours}");
+        assert_eq!(find(&o), find(&t), "disks: {dev}");
+    }
+
+    let (theirs, ours) = pair.both(&req("guest-get-diskstats", json!({})));
+    assert_eq!(
+        shape(ret(&ours, "diskstats")),
+        shape(ret(&theirs, "diskstats")),
+        "diskstats"
+    );
+    let names = |v: &Value| -> Vec<(String, u64, u64)> {
+        v["return"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let n = |k: &str| d[k].as_u64().unwrap();
+                (d["name"].as_str().unwrap().into(), n("major"), n("minor"))
+            })
+            .collect()
+    };
+    assert_eq!(names(&ours), names(&theirs), "diskstats devices");
+}
+
 /// Logged-in users: same names, same login times. qemu-ga prints a whole number of
 /// seconds without a fraction, so compare the numbers, not their JSON spelling.
 #[test]
@@ -353,6 +443,13 @@ fn error_cases() -> Vec<Value> {
         ),
         req("guest-ssh-get-authorized-keys", json!({"username": 5})),
         req("guest-ssh-get-authorized-keys", json!({})),
+        // Argument errors come before any FITRIM.
+        req("guest-fstrim", json!({"minimum": "x"})),
+        req("guest-fstrim", json!({"minimum": 1.5})),
+        req("guest-fstrim", json!({"minimum": 0, "x": 1})),
+        req("guest-get-fsinfo", json!({"x": 1})),
+        req("guest-get-disks", json!({"x": 1})),
+        req("guest-get-diskstats", json!({"x": 1})),
     ]
 }
 

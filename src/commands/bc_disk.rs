@@ -1,22 +1,19 @@
 //! guest-get-disk-status: size, use and writability of every disk-backed filesystem in
-//! /proc/self/mounts, measured with statvfs(2). Network and FUSE filesystems are measured
-//! in a forked child with a deadline, so a hung NFS server or a FUSE daemon that never
-//! answers (a guest user can mount one) cannot hang the agent.
+//! /proc/self/mounts, measured with statvfs(2) through [`fs_usage`] (network and FUSE
+//! filesystems in a child with a deadline).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
+use super::fs_usage::{self, is_network};
 use super::NoArgs;
-use crate::child::Run;
 use crate::config::DiskStatusFormat;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::job::Step;
-use crate::log;
 use crate::proc::{self, Mount};
-use crate::sys::statvfs::{self, FsStat};
+use crate::sys::statvfs::FsStat;
 
 /// Filesystems without a disk behind them.
 const PSEUDO: &[&str] = &[
@@ -51,34 +48,8 @@ const PSEUDO: &[&str] = &[
     "squashfs",
 ];
 
-/// Filesystems whose statvfs talks to a server and may block forever.
-const NETWORK: &[&str] = &[
-    "nfs",
-    "nfs4",
-    "cifs",
-    "smbfs",
-    "smb3",
-    "ceph",
-    "glusterfs",
-    "fuse.glusterfs",
-    "fuse.sshfs",
-    "fuse.s3fs",
-    "9p",
-    "afs",
-    "ncpfs",
-    "lustre",
-    "gfs2",
-    "ocfs2",
-    "fuse.cephfs",
-];
-
 /// Disk-backed filesystems whose "device" is not a /dev path.
 const LOCAL_WITHOUT_DEV: &[&str] = &["zfs"];
-
-/// How long one network filesystem may take to answer statvfs.
-const NETWORK_TIMEOUT: Duration = Duration::from_secs(2);
-/// All network filesystems together: many dead servers must not add up.
-const NETWORK_BUDGET: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, PartialEq, Eq, Clone, Copy)]
 pub struct DiskInfo {
@@ -121,13 +92,16 @@ pub fn disk_status(ctx: &Ctx) -> Result<Step<DiskStatus>, Error> {
     let text = ctx
         .read("proc/self/mounts")
         .or_else(|_| ctx.read("proc/mounts"))?;
-    let measuring = Measuring {
-        left: select(proc::parse_mounts(&text)).into(),
-        measured: Vec::new(),
-        budget_end: Instant::now() + NETWORK_BUDGET,
-    };
     let format = ctx.config.disk_status_format;
-    measure(ctx, measuring)?.map(move |measured| Ok(shape(format, &measured)))
+    let mounts = select(proc::parse_mounts(&text));
+    fs_usage::measure(ctx, "disk-status", mounts)?.map(move |measured| {
+        // Unanswered mounts are left out of this reply.
+        let measured: Vec<(Mount, FsStat)> = measured
+            .into_iter()
+            .filter_map(|(m, st)| Some((m, st?)))
+            .collect();
+        Ok(shape(format, &measured))
+    })
 }
 
 fn shape(format: DiskStatusFormat, measured: &[(Mount, FsStat)]) -> DiskStatus {
@@ -169,16 +143,6 @@ fn info(m: &Mount, st: &FsStat) -> DiskInfo {
     }
 }
 
-pub fn is_network(fstype: &str) -> bool {
-    NETWORK.contains(&fstype)
-}
-
-/// Whose statvfs may block forever, so it is measured in a child with a deadline: a
-/// network filesystem's server, or a FUSE daemon (any user may run one).
-pub fn measured_in_child(fstype: &str) -> bool {
-    is_network(fstype) || proc::mounts::is_fuse_type(fstype)
-}
-
 /// The mounts to report, in table order: disk-backed or network filesystems; for a
 /// mount point mounted over, the top mount; for a device mounted several times (bind
 /// mounts, btrfs subvolumes), the first mount only.
@@ -203,59 +167,6 @@ pub fn select(mounts: Vec<Mount>) -> Vec<Mount> {
         })
         .filter(|m| devices.insert(m.device.clone()))
         .collect()
-}
-
-/// Mounts still to measure and those measured so far.
-struct Measuring {
-    left: VecDeque<Mount>,
-    measured: Vec<(Mount, FsStat)>,
-    /// Network filesystems share one budget: many dead servers must not add up.
-    budget_end: Instant,
-}
-
-/// statvfs of each mount (below the context's root), network and FUSE ones in a child
-/// the loop bounds, one after the other; unanswered mounts are left out.
-fn measure(ctx: &Ctx, mut m: Measuring) -> Result<Step<Vec<(Mount, FsStat)>>, Error> {
-    while let Some(mount) = m.left.pop_front() {
-        let path = ctx.path(&mount.mountpoint);
-        if !measured_in_child(&mount.fstype) {
-            match statvfs::statvfs(&path) {
-                Ok(st) => m.measured.push((mount, st)),
-                Err(e) => log::debug(&format!("disk-status: statvfs '{}': {e}", mount.mountpoint)),
-            }
-            continue;
-        }
-        let left = m.budget_end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            log::debug(&format!(
-                "disk-status: no time left for '{}'",
-                mount.mountpoint
-            ));
-            continue;
-        }
-        let run = Run::Statvfs {
-            path,
-            timeout: left.min(NETWORK_TIMEOUT),
-        };
-        return Ok(Step::wait(run, move |ctx, result| {
-            match result.and_then(|done| {
-                if done.timed_out() {
-                    Ok(None)
-                } else {
-                    statvfs::decode_answer(&done.output).map(Some)
-                }
-            }) {
-                Ok(Some(st)) => m.measured.push((mount, st)),
-                Ok(None) => log::warn(&format!(
-                    "disk-status: {} '{}' did not answer statvfs in time, skipped",
-                    mount.fstype, mount.mountpoint
-                )),
-                Err(e) => log::debug(&format!("disk-status: statvfs '{}': {e}", mount.mountpoint)),
-            }
-            measure(ctx, m)
-        }));
-    }
-    Ok(Step::Done(m.measured))
 }
 
 /// A size as `df -h` prints it: powers of 1024, one decimal below 10, always rounded
@@ -345,24 +256,6 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{got:?}");
         for ((d, mp), (wd, wmp)) in got.iter().zip(want) {
             assert_eq!((d.as_str(), mp.as_str()), (wd, wmp));
-        }
-    }
-
-    #[test]
-    fn fuse_and_network_mounts_are_measured_in_a_child() {
-        for t in [
-            "fuse",
-            "fuseblk",
-            "fuse.sshfs",
-            "fuse.lxcfs",
-            "fuse.portal",
-            "nfs4",
-            "cifs",
-        ] {
-            assert!(measured_in_child(t), "{t}");
-        }
-        for t in ["ext4", "xfs", "btrfs", "zfs", "fusectl", "vfat"] {
-            assert!(!measured_in_child(t), "{t}");
         }
     }
 

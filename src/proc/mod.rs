@@ -15,7 +15,7 @@ pub mod zoneinfo;
 
 pub use loadavg::{parse_loadavg, LoadAvg};
 pub use meminfo::{parse_meminfo, read_meminfo, MemInfo};
-pub use mounts::{parse_mounts, Mount};
+pub use mounts::{parse_mountinfo, parse_mounts, Mount, MountInfo};
 pub use process::{read_processes, CpuSampler, Process};
 pub use stat::{clock_ticks, parse_stat, CpuTimes, Stat};
 
@@ -34,6 +34,30 @@ pub fn parse_uptime(text: &str) -> Result<f64, Error> {
 /// Reads /proc/uptime below the context's root.
 pub fn read_uptime(ctx: &Ctx) -> Result<f64, Error> {
     parse_uptime(&ctx.read("proc/uptime")?)
+}
+
+/// The filesystems guest-fsfreeze-*, guest-fstrim and guest-get-fsinfo act on
+/// ([`mounts::fs_mounts_from_mountinfo`]), from /proc/self/mountinfo, or
+/// /proc/self/mounts before 2.6.26; sources are stat'ed below the root.
+pub fn read_fs_mounts(ctx: &Ctx) -> Result<Vec<MountInfo>, Error> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let stat = |dev: &str| match std::fs::metadata(ctx.path(dev)) {
+        Ok(m) if m.is_dir() => mounts::Source::Dir,
+        Ok(m) if m.file_type().is_block_device() => {
+            mounts::Source::Block(libc::major(m.rdev()), libc::minor(m.rdev()))
+        }
+        _ => mounts::Source::Other,
+    };
+    if let Ok(text) = ctx.read("proc/self/mountinfo") {
+        return Ok(mounts::fs_mounts_from_mountinfo(
+            parse_mountinfo(&text),
+            stat,
+        ));
+    }
+    let text = ctx
+        .read("proc/self/mounts")
+        .map_err(|_| Error::Failed("failed to open mtab file: '/proc/self/mounts'".into()))?;
+    Ok(mounts::fs_mounts_from_mtab(parse_mounts(&text), stat))
 }
 
 /// The value of a "Key:   1234 kB" line (meminfo, status) as a number, unit dropped.

@@ -100,6 +100,41 @@ impl Drop for TempDir {
     }
 }
 
+/// An ext4 image of `mib` MiB in `dir`, loop-mounted on `mnt` with `options` ("loop,ro");
+/// unmounted (and the loop device detached) on drop, even when the test fails. Root only.
+pub struct LoopMount(PathBuf);
+
+impl LoopMount {
+    pub fn ext4(dir: &TempDir, mib: u64, mnt: &Path, options: &str) -> LoopMount {
+        let image = dir.join("fs.img");
+        std::fs::create_dir_all(mnt).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let ok = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mkfs.ext4");
+        let ok = Command::new("mount")
+            .args(["-o", options])
+            .arg(&image)
+            .arg(mnt)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount -o {options}");
+        LoopMount(mnt.to_path_buf())
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// A running agent in unix-listen mode.
 pub struct Agent {
     pub child: Child,

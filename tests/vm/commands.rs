@@ -24,6 +24,9 @@ pub struct Facts {
     pub tcp_sockets: u64,
     pub tcp_listen: u64,
     pub data_mount: String,
+    /// The data disk's sysfs directory ("/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda").
+    pub data_sysfs: String,
+    pub data_serial: String,
 }
 
 /// The guest port a listening socket is opened on, so the TCP commands have something.
@@ -60,6 +63,14 @@ impl Facts {
             .zip(vals)
             .map(|(k, v)| (k.to_lowercase(), v.parse().unwrap_or(i64::MIN)))
             .collect();
+        // The data disk's sysfs layout, logged for the virtio-blk fixture
+        // (tests/fixtures/virtio-blk/README.md).
+        let layout = g(
+            vm,
+            "d=$(readlink -f /sys/block/vda); echo $d; cat $d/uevent; \
+             readlink $d/../../driver; readlink $d/../../../driver; ls /sys/block",
+        );
+        crate::harness::log(&format!("data disk sysfs: {}", layout.replace('\n', " | ")));
         let epoch: i64 = g(vm, "date +%s").parse().unwrap();
         let uptime: f64 = g(vm, "cut -d' ' -f1 /proc/uptime").parse().unwrap();
         Facts {
@@ -89,6 +100,8 @@ impl Facts {
                 "cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == \"0A\"' | wc -l",
             )),
             data_mount: g(vm, "grep ' /mnt/data ' /proc/mounts"),
+            data_sysfs: g(vm, "readlink -f /sys/block/vda"),
+            data_serial: g(vm, "cat /sys/block/vda/serial"),
         }
     }
 }
@@ -179,6 +192,33 @@ pub fn expectation(name: &str) -> Option<(Option<Value>, Check)> {
                 &json!(["/mnt/data"]),
                 "vda mount-points",
             )
+        }),
+        "guest-get-fsinfo" => (None, |r, f| {
+            let data = find(r, "mountpoint", "/mnt/data").ok_or("no /mnt/data")?;
+            eq(&data["name"], &json!("vda"), "name")?;
+            eq(&data["type"], &json!("ext4"), "type")?;
+            let total = data["total-bytes"].as_u64().ok_or("no total-bytes")?;
+            ensure(
+                total > 0 && total <= f.spec.disk_mib << 20,
+                "total-bytes fits the disk",
+            )?;
+            len(&data["disk"], 1, "one disk")?;
+            data_disk(&data["disk"][0], f)
+        }),
+        "guest-get-disks" => (None, |r, f| {
+            let vda = find(r, "name", "/dev/vda").ok_or("no /dev/vda")?;
+            eq(&vda["partition"], &json!(false), "partition")?;
+            data_disk(&vda["address"], f)
+        }),
+        "guest-get-diskstats" => (None, |r, _| {
+            let vda = find(r, "name", "vda").ok_or("no vda")?;
+            let reads = vda["stats"]["read-ios"].as_u64().ok_or("no read-ios")?;
+            ensure(reads > 0, "vda has been read (it is mounted)")
+        }),
+        "guest-fstrim" => (Some(json!({"minimum": 0})), |r, _| {
+            let data = find(&r["paths"], "path", "/mnt/data").ok_or("no /mnt/data")?;
+            let ok = data["trimmed"].is_u64() || data["error"] == "trim not supported";
+            ensure(ok, &format!("/mnt/data trimmed or not supported: {data}"))
         }),
         "guest-get-cpustinfo" => (None, |r, f| {
             eq(&r["cpu-count"], &json!(f.cpus), "cpu-count")?;
@@ -339,6 +379,38 @@ fn disk_status(r: &Value, f: &Facts) -> Result<(), String> {
         ),
     )?;
     eq(&data["writable"], &json!(true), "/mnt/data writable")
+}
+
+/// The data disk's address: virtio-blk on the PCI slot the guest's sysfs path names.
+fn data_disk(a: &Value, f: &Facts) -> Result<(), String> {
+    eq(&a["bus-type"], &json!("virtio"), "bus-type")?;
+    eq(&a["dev"], &json!("/dev/vda"), "dev")?;
+    eq(&a["serial"], &json!(f.data_serial), "serial (guest sysfs)")?;
+    eq(
+        &a["serial"],
+        &json!(f.spec.disk_label),
+        "serial is -device serial=",
+    )?;
+    // "/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda": the last PCI function.
+    let pci = f
+        .data_sysfs
+        .rsplit('/')
+        .find_map(|c| {
+            let (dbs, func) = c.rsplit_once('.')?;
+            let n: Vec<i64> = dbs
+                .split(':')
+                .chain([func])
+                .map(|x| i64::from_str_radix(x, 16).ok())
+                .collect::<Option<_>>()?;
+            (n.len() == 4).then_some(n)
+        })
+        .ok_or(format!("no PCI address in {}", f.data_sysfs))?;
+    let want = json!({"domain": pci[0], "bus": pci[1], "slot": pci[2], "function": pci[3]});
+    eq(&a["pci-controller"], &want, "pci-controller")?;
+    for k in ["bus", "target", "unit"] {
+        eq(&a[k], &json!(0), k)?;
+    }
+    Ok(())
 }
 
 fn find<'a, T: Into<Value>>(list: &'a Value, key: &str, want: T) -> Option<&'a Value> {
