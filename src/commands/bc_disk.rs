@@ -237,7 +237,7 @@ fn measure(ctx: &Ctx, mut m: Measuring) -> Result<Step<Vec<(Mount, FsStat)>>, Er
             path,
             timeout: left.min(NETWORK_TIMEOUT),
         };
-        return Ok(Step::wait(run, move |ctx, result| {
+        return Ok(Step::wait(run, move |ctx, _, result| {
             match result.and_then(|done| {
                 if done.timed_out() {
                     Ok(None)
