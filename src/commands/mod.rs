@@ -12,6 +12,7 @@ pub mod cpu_info;
 pub mod disk_io;
 pub mod exec;
 pub mod file;
+pub mod fsfreeze;
 pub mod host;
 pub mod memory;
 pub mod net;

@@ -56,7 +56,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
 
 /// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash: mangle() in
 /// fs/proc_namespace.c, fs/namespace.c on 2.6.32).
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -7,6 +7,7 @@ pub mod child;
 pub mod clock;
 pub mod dirfd;
 pub mod fd;
+pub mod freeze;
 pub mod fsids;
 pub mod hostname;
 pub mod ifaddrs;
