@@ -365,3 +365,73 @@ fn hook_result(ctx: &Ctx, result: io::Result<Finished>) -> Result<(), Error> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    fn finished(raw_status: Option<i32>, output: &str) -> io::Result<Finished> {
+        Ok(Finished {
+            status: raw_status.map(ExitStatus::from_raw),
+            output: output.as_bytes().to_vec(),
+            ..Finished::default()
+        })
+    }
+
+    fn desc(result: Result<(), Error>) -> String {
+        result.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hook_errors_in_qemu_ga_9_1_words() {
+        let ctx = Ctx::with_root("/");
+        assert!(hook_result(&ctx, finished(Some(0), "noise\n")).is_ok());
+        assert_eq!(
+            desc(hook_result(&ctx, finished(Some(3 << 8), "db busy\n"))),
+            "child process has failed to execute fsfreeze hook: db busy\n"
+        );
+        assert_eq!(
+            desc(hook_result(&ctx, finished(Some(4 << 8), ""))),
+            "child process has failed to execute fsfreeze hook: exit status 4"
+        );
+        assert_eq!(
+            desc(hook_result(&ctx, finished(Some(libc::SIGSEGV), ""))),
+            "child process has terminated abnormally"
+        );
+        assert_eq!(
+            desc(hook_result(&ctx, finished(None, "stuck\n"))),
+            "child process has failed to execute fsfreeze hook: killed after 60 s: stuck\n"
+        );
+    }
+
+    #[test]
+    fn a_planted_isfrozen_link_does_not_freeze_the_agent() {
+        let d = std::env::temp_dir().join(format!("qga-isfrozen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        assert!(!is_marked_frozen(&d));
+        std::os::unix::fs::symlink("/etc/hostname", d.join(ISFROZEN)).unwrap();
+        assert!(!is_marked_frozen(&d));
+        std::fs::remove_file(d.join(ISFROZEN)).unwrap();
+        std::fs::write(d.join(ISFROZEN), b"").unwrap();
+        assert!(is_marked_frozen(&d));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn status_follows_the_session_flag() {
+        let ctx = Ctx::with_root("/");
+        let mut s = Session::default();
+        assert_eq!(
+            status(&ctx, &mut s, NoArgs {}).unwrap(),
+            FreezeStatus::Thawed
+        );
+        s.frozen = true;
+        assert_eq!(
+            status(&ctx, &mut s, NoArgs {}).unwrap(),
+            FreezeStatus::Frozen
+        );
+    }
+}
