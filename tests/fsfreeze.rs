@@ -9,7 +9,7 @@ mod common;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Agent, TempDir};
@@ -82,20 +82,7 @@ impl Mounts {
 
 impl Drop for Mounts {
     fn drop(&mut self) {
-        for dir in self.mounted.iter().rev() {
-            // Thaw until refused: whatever a failed test left frozen.
-            for _ in 0..8 {
-                let thawed = Command::new("fsfreeze")
-                    .arg("-u")
-                    .arg(dir)
-                    .stderr(Stdio::null())
-                    .status();
-                if !thawed.is_ok_and(|s| s.success()) {
-                    break;
-                }
-            }
-            let _ = Command::new("umount").arg(dir).status();
-        }
+        common::thaw_and_unmount(self.mounted.iter().rev().map(PathBuf::as_path));
     }
 }
 

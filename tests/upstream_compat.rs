@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -739,19 +739,8 @@ impl LoopMount {
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        for rel in ["bind", "mnt"] {
-            for _ in 0..8 {
-                let thawed = Command::new("fsfreeze")
-                    .arg("-u")
-                    .arg(self.dir.join(rel))
-                    .stderr(Stdio::null())
-                    .status();
-                if !thawed.is_ok_and(|s| s.success()) {
-                    break;
-                }
-            }
-            let _ = Command::new("umount").arg(self.dir.join(rel)).status();
-        }
+        let dirs = [self.dir.join("bind"), self.dir.join("mnt")];
+        common::thaw_and_unmount(dirs.iter().map(PathBuf::as_path));
     }
 }
 

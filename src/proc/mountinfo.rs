@@ -80,12 +80,7 @@ fn from_mountinfo(ctx: &Ctx, text: &str) -> Vec<FsMount> {
                 // could hang the open.
                 return None;
             };
-            usable(&m.fstype).then_some(FsMount {
-                dir: m.mountpoint,
-                fstype: m.fstype,
-                major,
-                minor,
-            })
+            fs_mount(m.mountpoint, m.fstype, (major, minor))
         })
         .collect()
 }
@@ -96,21 +91,22 @@ fn from_mounts(ctx: &Ctx, text: &str) -> Vec<FsMount> {
         .into_iter()
         .filter(|m| m.device.starts_with('/') && m.fstype != "smbfs" && m.fstype != "cifs")
         .filter_map(|m| {
-            let (major, minor) = device_numbers(ctx, &m.device)?;
-            usable(&m.fstype).then_some(FsMount {
-                dir: m.mountpoint,
-                fstype: m.fstype,
-                major,
-                minor,
-            })
+            let numbers = device_numbers(ctx, &m.device)?;
+            fs_mount(m.mountpoint, m.fstype, numbers)
         })
         .collect()
 }
 
-/// fuseblk (ntfs-3g) has a real device, but its daemon must keep writing while the
-/// kernel waits for it: freezing it can deadlock, so it is skipped (qemu-ga does not).
-fn usable(fstype: &str) -> bool {
-    !is_fuse_type(fstype)
+/// The entry, unless the type is FUSE: fuseblk (ntfs-3g) has a real device, but its
+/// daemon must keep writing while the kernel waits for it, so freezing it can deadlock
+/// (qemu-ga does not skip it).
+fn fs_mount(dir: String, fstype: String, (major, minor): (u32, u32)) -> Option<FsMount> {
+    (!is_fuse_type(&fstype)).then_some(FsMount {
+        dir,
+        fstype,
+        major,
+        minor,
+    })
 }
 
 /// The device numbers of the block device node at `path`.
