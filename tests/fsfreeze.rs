@@ -442,3 +442,31 @@ fn sigterm_while_frozen_thaws_before_exit() {
     wait_done(&mut w);
     assert!(!agent.dir.join("qga.state.isfrozen").exists());
 }
+
+/// An error other than EOPNOTSUPP/EBUSY (here: a listed mountpoint that is gone, last in
+/// the reverse order) thaws what the call had frozen and is the reply, in qemu-ga's words.
+#[test]
+#[ignore = "needs root"]
+fn a_failed_freeze_thaws_what_it_froze() {
+    let m = Mounts::new();
+    let info = m.root.join("proc/self/mountinfo");
+    let listed = std::fs::read_to_string(&info).unwrap();
+    std::fs::write(
+        &info,
+        format!("29 1 254:99 / /mnt/gone rw - ext4 /dev/gone rw\n{listed}"),
+    )
+    .unwrap();
+    let agent = m.agent(&[]);
+    let reply = agent.request(&req("guest-fsfreeze-freeze", json!({})));
+    assert_eq!(
+        reply["error"],
+        json!({"class": "GenericError", "desc": "failed to open /mnt/gone: No such file or directory"})
+    );
+    assert_eq!(status(&agent), json!("thawed"));
+    assert!(!agent.dir.join("qga.state.isfrozen").exists());
+    for dir in [A, B] {
+        let mut w = writer(&m.dir(dir));
+        wait_done(&mut w);
+    }
+    assert_eq!(agent.call("guest-fsfreeze-thaw", json!({})), json!(0));
+}
