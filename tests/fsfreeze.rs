@@ -424,6 +424,22 @@ fn nothing_is_logged_while_frozen() {
         "{held}"
     );
     assert!(held.contains("guest-fsfreeze-thaw: 2 filesystems thawed"));
+    // At most 1000 lines are held; the rest are counted.
+    assert_eq!(agent.call("guest-fsfreeze-freeze", json!({})), json!(2));
+    let mut c = agent.connect();
+    let many = req("guest-fsfreeze-status", json!({})).repeat(1200);
+    c.send(many.as_bytes());
+    for _ in 0..1200 {
+        assert_eq!(c.reply()["return"], json!("frozen"));
+    }
+    drop(c);
+    let frozen_len = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(agent.call("guest-fsfreeze-thaw", json!({})), json!(2));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let held = &text[frozen_len as usize..];
+    let kept = held.matches("executing guest-fsfreeze-status").count();
+    assert!((990..1000).contains(&kept), "{kept} kept");
+    assert!(held.contains("log lines dropped while frozen"), "{held}");
 }
 
 #[test]
