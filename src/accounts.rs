@@ -68,7 +68,7 @@ pub fn find_user(ctx: &Ctx, name: &str) -> Result<Step<Option<PasswdEntry>>, Err
     cmd.arg("passwd").arg(name);
     let name = name.to_string();
     let run = Run::program(cmd, Vec::new(), GETENT_TIMEOUT, 64 * 1024);
-    Ok(Step::wait(run, move |_, result| {
+    Ok(Step::wait(run, move |_, _, result| {
         let done = result.map_err(|e| Error::io("failed to run getent", e))?;
         if done.timed_out() {
             return Err(Error::Failed(format!(
@@ -142,7 +142,7 @@ pub fn chpasswd(user: &str, password: &[u8], crypted: bool) -> Result<Step<()>, 
     line.push(b'\n');
     // The line is zeroed when the Run is dropped, once written to chpasswd's stdin.
     let run = Run::program(cmd, line, CHPASSWD_TIMEOUT, 4096);
-    Ok(Step::wait(run, |_, result| {
+    Ok(Step::wait(run, |_, _, result| {
         let done = result.map_err(|e| Error::io("failed to run chpasswd", e))?;
         if done.timed_out() {
             return Err(Error::Failed("chpasswd did not finish in time".into()));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, ReadResult, Wait};
 use crate::child::ChildId;
+use crate::commands::fsfreeze;
 use crate::config::Method;
 use crate::ctx::{Ctx, Session};
 use crate::log;
@@ -54,9 +55,11 @@ impl Agent {
     /// Opens the channel. With `retry-path`, a channel that cannot be opened yet is
     /// retried from the loop instead of failing start-up.
     pub fn new(ctx: Ctx, method: Method, path: String) -> io::Result<Agent> {
+        let mut session = Session::default();
+        fsfreeze::restore(&ctx, &mut session);
         let mut agent = Agent {
             ctx,
-            session: Session::default(),
+            session,
             waiting: None,
             channel: None,
             method,
@@ -100,7 +103,8 @@ impl Agent {
     }
 
     /// Serves until SIGTERM/SIGINT; returns an error if the channel fails for good.
-    /// Children still running then are killed with their process groups.
+    /// Frozen filesystems are thawed first; children still running then are killed
+    /// with their process groups.
     pub fn run(&mut self) -> io::Result<()> {
         let result = loop {
             if signal::terminate_requested() {
@@ -119,6 +123,7 @@ impl Agent {
                 self.retry_at = Instant::now() + RETRY_INTERVAL;
             }
         };
+        fsfreeze::thaw_at_exit(&self.ctx, &mut self.session);
         self.session.children.kill_all(KILL_GRACE);
         result
     }
@@ -178,7 +183,11 @@ impl Agent {
                 .fds()
                 .map(|(fd, events)| poll::pollfd(fd, events)),
         );
-        if let Some(deadline) = self.session.children.next_deadline() {
+        let deadlines = [
+            self.session.children.next_deadline(),
+            self.session.freeze_deadline,
+        ];
+        for deadline in deadlines.into_iter().flatten() {
             let left = deadline.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t: Duration| t.min(left)));
         }
@@ -197,6 +206,7 @@ impl Agent {
             self.read_input()?;
         }
         self.service_children();
+        fsfreeze::on_timer(&self.ctx, &mut self.session);
         // Not while frozen: opening the log could write to a frozen filesystem.
         if !self.session.frozen && signal::take_hangup() {
             match log::reopen() {

@@ -13,6 +13,10 @@ pub const DEFAULT_STATEDIR: &str = "/var/run";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 /// qemu-ga has no limit but the fd table; 1024 open files is far beyond any host's use.
 pub const DEFAULT_MAX_FILE_HANDLES: usize = 1024;
+/// Ten minutes, as Proxmox waits for a freeze.
+pub const DEFAULT_FSFREEZE_TIMEOUT: u64 = 600;
+/// qemu-ga waits for the hook without a limit; a minute is far beyond a database flush.
+pub const DEFAULT_FSFREEZE_HOOK_TIMEOUT: u64 = 60;
 pub const VIRTIO_PORT_NAME: &str = "org.qemu.guest_agent.0";
 /// VMADDR_CID_HOST: the hypervisor side of vsock.
 pub const VSOCK_HOST_CID: u32 = 2;
@@ -99,6 +103,11 @@ pub struct Config {
     pub vsock_allow_cids: Vec<u32>,
     /// At most this many guest-file-open handles at once (`max-file-handles`).
     pub max_file_handles: usize,
+    /// Seconds after which a freeze the host never thawed is thawed (`fsfreeze-timeout`;
+    /// 0: never).
+    pub fsfreeze_timeout: u64,
+    /// Seconds the fsfreeze hook may run before it is killed (`fsfreeze-hook-timeout`).
+    pub fsfreeze_hook_timeout: u64,
 }
 
 impl Default for Config {
@@ -121,6 +130,8 @@ impl Default for Config {
             disk_status_format: DiskStatusFormat::Map,
             vsock_allow_cids: vec![VSOCK_HOST_CID],
             max_file_handles: DEFAULT_MAX_FILE_HANDLES,
+            fsfreeze_timeout: DEFAULT_FSFREEZE_TIMEOUT,
+            fsfreeze_hook_timeout: DEFAULT_FSFREEZE_HOOK_TIMEOUT,
         }
     }
 }
@@ -179,6 +190,17 @@ impl Config {
                 self.max_file_handles =
                     value.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
                         format!("invalid value '{value}' for {key} (a count, > 0)")
+                    })?;
+            }
+            "fsfreeze-timeout" => {
+                self.fsfreeze_timeout = value.parse().map_err(|_| {
+                    format!("invalid value '{value}' for {key} (seconds, 0 for never)")
+                })?;
+            }
+            "fsfreeze-hook-timeout" => {
+                self.fsfreeze_hook_timeout =
+                    value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
+                        format!("invalid value '{value}' for {key} (seconds, > 0)")
                     })?;
             }
             _ => return Err(format!("unknown key '{key}' in group [{GENERAL}]")),
@@ -267,6 +289,11 @@ impl Config {
         let cids: Vec<String> = self.vsock_allow_cids.iter().map(u32::to_string).collect();
         put("vsock-allow-cids", &cids.join(","));
         put("max-file-handles", &self.max_file_handles.to_string());
+        put("fsfreeze-timeout", &self.fsfreeze_timeout.to_string());
+        put(
+            "fsfreeze-hook-timeout",
+            &self.fsfreeze_hook_timeout.to_string(),
+        );
         if self.disk_status_format == DiskStatusFormat::List {
             out.push_str(&format!("\n[{BC}]\ndisk-status-format=list\n"));
         }
@@ -382,7 +409,7 @@ mod tests {
                     logfile=/tmp/l\npidfile=/tmp/p\nfsfreeze-hook=/h\nstatedir=/st\n\
                     verbose=true\nretry-path=true\nblacklist=a;b\nblock-rpcs=c\nallow-rpcs=x,y\n\
                     user-check-timeout=3\nuser-check-adhoc=false\nvsock-allow-cids=2;3\n\
-                    max-file-handles=7\n\
+                    max-file-handles=7\nfsfreeze-timeout=2\n\
                     [bc]\ndisk-status-format=list\n\
                     [user-checks]\ncheck-fs=mount | grep ' / '\n[other]\nz=1\n";
         let mut c = Config::default();
@@ -395,6 +422,7 @@ mod tests {
         assert_eq!(c.user_checks["check-fs"], "mount | grep ' / '");
         assert_eq!(c.disk_status_format, DiskStatusFormat::List);
         assert_eq!(c.max_file_handles, 7);
+        assert_eq!(c.fsfreeze_timeout, 2);
         let mut again = Config::default();
         again.load_keyfile(&c.dump()).unwrap();
         assert_eq!(again, c);

@@ -29,6 +29,9 @@ pub struct Session {
     pub execs: Execs,
     /// Set by guest-fsfreeze-freeze; only commands marked `while_frozen` run.
     pub frozen: bool,
+    /// When the loop thaws a freeze nobody thawed (`fsfreeze-timeout`); each freeze
+    /// sets its own, each thaw clears it, so an old freeze's timer never ends a new one.
+    pub freeze_deadline: Option<std::time::Instant>,
     /// One-shot: the next reply is preceded by 0xFF (guest-sync-delimited).
     pub delimit_next_reply: bool,
     /// The previous CPU sample, so %CPU covers the interval between requests.

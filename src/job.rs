@@ -6,11 +6,13 @@
 use std::io;
 
 use crate::child::{self, Finished, Run};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 
-/// What to do with a child's result: `Err` when it could not even be started.
-pub type Then<T> = Box<dyn FnOnce(&Ctx, io::Result<Finished>) -> Result<Step<T>, Error>>;
+/// What to do with a child's result: `Err` when it could not even be started. The
+/// session is the loop's, so a continuation may change state (the freeze flag).
+pub type Then<T> =
+    Box<dyn FnOnce(&Ctx, &mut Session, io::Result<Finished>) -> Result<Step<T>, Error>>;
 
 /// A program to run and the continuation that turns its result into the answer.
 pub struct Job<T> {
@@ -28,7 +30,7 @@ impl<T: 'static> Step<T> {
     /// Waits for `run`, then continues with `then`.
     pub fn wait(
         run: Run,
-        then: impl FnOnce(&Ctx, io::Result<Finished>) -> Result<Step<T>, Error> + 'static,
+        then: impl FnOnce(&Ctx, &mut Session, io::Result<Finished>) -> Result<Step<T>, Error> + 'static,
     ) -> Step<T> {
         Step::Wait(Job {
             run,
@@ -54,21 +56,26 @@ impl<T: 'static> Step<T> {
             Step::Done(v) => f(ctx, v),
             Step::Wait(job) => {
                 let first = job.then;
-                Ok(Step::wait(job.run, move |ctx, result| {
-                    first(ctx, result)?.then(ctx, f)
+                Ok(Step::wait(job.run, move |ctx, session, result| {
+                    first(ctx, session, result)?.then(ctx, f)
                 }))
             }
         }
     }
 
-    /// Runs every program the step waits for in turn, blocking: for callers without a
-    /// loop (unit tests of handlers).
+    /// Runs every program the step waits for in turn, blocking, with a session of its
+    /// own: for callers without a loop (unit tests of handlers).
     pub fn finish(self, ctx: &Ctx) -> Result<T, Error> {
+        self.finish_in(ctx, &mut Session::default())
+    }
+
+    /// As [`Step::finish`], in `session`.
+    pub fn finish_in(self, ctx: &Ctx, session: &mut Session) -> Result<T, Error> {
         let mut step = self;
         loop {
             match step {
                 Step::Done(v) => return Ok(v),
-                Step::Wait(job) => step = (job.then)(ctx, child::run_blocking(job.run))?,
+                Step::Wait(job) => step = (job.then)(ctx, session, child::run_blocking(job.run))?,
             }
         }
     }
@@ -85,8 +92,8 @@ pub fn settle<T: 'static, U: 'static>(
         Ok(Step::Done(v)) => f(Ok(v)).map(Step::Done),
         Ok(Step::Wait(job)) => {
             let then = job.then;
-            Ok(Step::wait(job.run, move |ctx, result| {
-                settle(then(ctx, result), f)
+            Ok(Step::wait(job.run, move |ctx, session, result| {
+                settle(then(ctx, session, result), f)
             }))
         }
     }

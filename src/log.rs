@@ -1,7 +1,9 @@
 //! The agent's log: stderr or `-l FILE`, one timestamped line per message, as qemu-ga
 //! writes it ("SECONDS.MICROS: level: message"). Debug lines only with `-v`. Control
 //! characters in a message are escaped, so text a host or guest user chose (a name
-//! with a newline) cannot start a forged line.
+//! with a newline) cannot start a forged line. While filesystems are frozen nothing is
+//! written: lines are held in memory (at most [`HELD_MAX`], then counted) and written
+//! after the thaw.
 
 use std::fs::File;
 use std::io::Write;
@@ -9,20 +11,32 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Lines held while frozen; the ones after these are only counted.
+pub const HELD_MAX: usize = 1000;
+
 struct Sink {
     file: Option<File>,
     /// Where `file` was opened, for [`reopen`].
     path: Option<PathBuf>,
     verbose: bool,
-    /// Off while filesystems are frozen: nothing may write to them.
-    enabled: bool,
+    /// Set while filesystems are frozen: nothing may write to them.
+    held: Option<Held>,
+    /// A log file to open at the thaw (an agent that started frozen).
+    open_at_release: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Held {
+    lines: Vec<String>,
+    dropped: u64,
 }
 
 static SINK: Mutex<Sink> = Mutex::new(Sink {
     file: None,
     path: None,
     verbose: false,
-    enabled: true,
+    held: None,
+    open_at_release: None,
 });
 
 /// Sends the log to `path` (appending) instead of stderr. A symlink, FIFO, device, hard
@@ -52,9 +66,45 @@ pub fn set_verbose(verbose: bool) {
     SINK.lock().unwrap_or_else(|e| e.into_inner()).verbose = verbose;
 }
 
-/// Turns logging off (freeze) and back on (thaw).
-pub fn set_enabled(enabled: bool) {
-    SINK.lock().unwrap_or_else(|e| e.into_inner()).enabled = enabled;
+/// Sends the log to `path` once [`release`] is called: opening a file for writing on a
+/// frozen filesystem would block the agent (an agent that starts frozen).
+pub fn open_at_release(path: &Path, verbose: bool) {
+    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    sink.open_at_release = Some(path.to_path_buf());
+    sink.verbose = verbose;
+}
+
+/// Holds log lines in memory instead of writing them (a freeze).
+pub fn hold() {
+    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    sink.held.get_or_insert_with(Held::default);
+}
+
+/// Writes the held lines, and how many were dropped, and logs normally again (a thaw).
+pub fn release() {
+    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(held) = sink.held.take() else {
+        return;
+    };
+    let mut failed_open = None;
+    if let Some(path) = sink.open_at_release.take() {
+        match crate::untrusted::open_log(&path) {
+            Ok(file) => sink.file = Some(file),
+            Err(e) => failed_open = Some(format!("cannot open logfile '{}': {e}", path.display())),
+        }
+    }
+    for line in &held.lines {
+        emit(&mut sink, line);
+    }
+    if held.dropped > 0 {
+        let msg = format!("{} log lines dropped while frozen", held.dropped);
+        let line = format_line("warning", &msg);
+        emit(&mut sink, &line);
+    }
+    if let Some(msg) = failed_open {
+        let line = format_line("critical", &msg);
+        emit(&mut sink, &line);
+    }
 }
 
 pub fn error(msg: &str) {
@@ -75,18 +125,34 @@ pub fn debug(msg: &str) {
 
 fn write(level: &str, msg: &str, needs_verbose: bool) {
     let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
-    if !sink.enabled || (needs_verbose && !sink.verbose) {
+    if needs_verbose && !sink.verbose {
         return;
     }
+    let line = format_line(level, msg);
+    if let Some(held) = sink.held.as_mut() {
+        if held.lines.len() < HELD_MAX {
+            held.lines.push(line);
+        } else {
+            held.dropped += 1;
+        }
+        return;
+    }
+    emit(&mut sink, &line);
+}
+
+fn format_line(level: &str, msg: &str) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let line = format!(
+    format!(
         "{}.{:06}: {level}: {}\n",
         now.as_secs(),
         now.subsec_micros(),
         escape_controls(msg)
-    );
+    )
+}
+
+fn emit(sink: &mut Sink, line: &str) {
     // A log that cannot be written must not take the agent down.
     let _ = match sink.file.as_mut() {
         Some(f) => f.write_all(line.as_bytes()),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use qga::agent::Agent;
 use qga::cli::{self, Action};
+use qga::commands::fsfreeze;
 use qga::config::{Config, DEFAULT_PIDFILE};
 use qga::ctx::Ctx;
 use qga::daemon::{self, PidFile};
@@ -47,8 +48,14 @@ fn serve(mut config: Config, sysroot: PathBuf) -> Result<(), String> {
         None
     };
     if let Some(path) = &config.logfile {
-        log::open(path, config.verbose)
-            .map_err(|e| format!("cannot open logfile '{}': {e}", path.display()))?;
+        if fsfreeze::is_marked_frozen(&config.statedir) {
+            // Opening a file for writing on a frozen filesystem blocks: after the thaw.
+            log::hold();
+            log::open_at_release(path, config.verbose);
+        } else {
+            log::open(path, config.verbose)
+                .map_err(|e| format!("cannot open logfile '{}': {e}", path.display()))?;
+        }
     }
     log::set_verbose(config.verbose);
     let pidfile = match (&config.pidfile, config.daemon) {

@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 use serde_json::value::RawValue;
 
 use crate::commands::{
-    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, disks, exec, file, fs, host,
-    memory, net, power, session, ssh, time, users,
+    bc_admin, bc_apps, bc_check, bc_disk, bc_monitor, bc_oom, cpu, disks, exec, file, fs, fsfreeze,
+    host, memory, net, power, session, ssh, time, users,
 };
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::job::Step;
-use crate::protocol::args::{call, call_job, call_mut, Encoded};
+use crate::protocol::args::{call, call_job, call_job_mut, call_mut, Encoded};
 
 /// Parses the arguments, runs the handler and encodes its answer, now or after the
 /// program it waits for.
@@ -200,6 +200,21 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-file-write", |c, s, a| call_mut(c, s, a, file::write)),
     Command::new("guest-file-seek", |c, s, a| call_mut(c, s, a, file::seek)),
     Command::new("guest-file-flush", |c, s, a| call_mut(c, s, a, file::flush)),
+    // Upstream parity III: freeze and thaw (issue #10)
+    Command::new("guest-fsfreeze-status", |c, s, a| {
+        call_mut(c, s, a, fsfreeze::status)
+    })
+    .while_frozen(),
+    Command::new("guest-fsfreeze-freeze", |c, s, a| {
+        call_job_mut(c, s, a, fsfreeze::freeze_all)
+    }),
+    Command::new("guest-fsfreeze-freeze-list", |c, s, a| {
+        call_job_mut(c, s, a, fsfreeze::freeze_list)
+    }),
+    Command::new("guest-fsfreeze-thaw", |c, s, a| {
+        call_job_mut(c, s, a, fsfreeze::thaw)
+    })
+    .while_frozen(),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -817,4 +817,91 @@ fn file_differences_from_the_reference() {
     assert_eq!(theirs, json!({"return": {"count": 0, "eof": false}}));
     assert_eq!(ours, json!({"return": {"count": 2, "eof": false}}));
     assert_eq!(std::fs::read(&out).unwrap(), b"hi");
+}
+
+/// An ext4 image on a loop device and a bind mount of a directory in it; thawed (until
+/// refused) and unmounted on drop, so a failed assertion never leaves it frozen.
+struct LoopMount {
+    dir: TempDir,
+}
+
+impl LoopMount {
+    fn new() -> LoopMount {
+        let dir = TempDir::new("compat-freeze");
+        let img = dir.join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+        ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        std::fs::create_dir(dir.join("mnt")).unwrap();
+        ok(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(dir.join("mnt")));
+        std::fs::create_dir(dir.join("mnt/sub")).unwrap();
+        std::fs::create_dir(dir.join("bind")).unwrap();
+        ok(Command::new("mount")
+            .arg("--bind")
+            .arg(dir.join("mnt/sub"))
+            .arg(dir.join("bind")));
+        LoopMount { dir }
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.dir.join(rel).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let dirs = [self.dir.join("bind"), self.dir.join("mnt")];
+        common::thaw_and_unmount(dirs.iter().map(PathBuf::as_path));
+    }
+}
+
+/// Freeze-list of a loop-mounted ext4 (never anything else: no plain freeze, which
+/// would freeze this machine) through each agent in turn, the whole script on one
+/// before the other, so neither finds the filesystem frozen by the other. The bind
+/// mount is frozen once (7.2: EBUSY tolerated; ours: dropped as 10.0 does).
+#[test]
+#[ignore = "needs root"]
+fn freeze_list_matches_the_reference() {
+    let Some(reference) = Reference::start() else {
+        return;
+    };
+    let ours = Agent::start(&[]);
+    let m = LoopMount::new();
+    let list = |paths: Value| req("guest-fsfreeze-freeze-list", json!({"mountpoints": paths}));
+    let script = [
+        req("guest-fsfreeze-status", json!({})),
+        list(json!([m.path("mnt"), m.path("bind")])),
+        req("guest-fsfreeze-status", json!({})),
+        req("guest-get-time", json!({})),
+        req("guest-fsfreeze-freeze", json!({})),
+        req("guest-fsfreeze-freeze-list", json!({})),
+        req("guest-fsfreeze-thaw", json!({})),
+        req("guest-fsfreeze-thaw", json!({})),
+        list(json!(["/nonexistent"])),
+        req("guest-fsfreeze-status", json!({})),
+        list(json!("x")),
+        list(json!([1])),
+        req("guest-fsfreeze-freeze-list", json!({"x": 1})),
+        req("guest-fsfreeze-thaw", json!({"x": 1})),
+        req("guest-fsfreeze-status", json!({"x": 1})),
+    ];
+    let theirs: Vec<Value> = script.iter().map(|r| reference.request(r)).collect();
+    let mine: Vec<Value> = script
+        .iter()
+        .map(|r| ours.request(&r.to_string()))
+        .collect();
+    for ((r, t), o) in script.iter().zip(&theirs).zip(&mine) {
+        assert_eq!(t, o, "{r}");
+    }
+    assert_eq!(theirs[1], json!({"return": 1}));
+    assert_eq!(
+        theirs[3]["error"]["desc"],
+        "Command guest-get-time has been disabled: the agent is in frozen state"
+    );
 }

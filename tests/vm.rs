@@ -76,6 +76,7 @@ fn vm_suite() {
     attach_detach_cycles(&mut vm, &mut report, 200);
     idle_then_attach(&mut vm, &mut report, 3, 10);
     agent_memory(&mut vm, &mut report);
+    freeze_blocks_a_writer(&mut vm, &mut report);
     opened_port_is_logged(&mut vm, &mut report);
     exec_and_files(&mut vm, &mut report);
     agent_memory(&mut vm, &mut report);
@@ -353,6 +354,57 @@ fn agent_memory(vm: &mut Vm, report: &mut Report) {
     ));
     let log = vm.guest("cat /run/qga.log");
     std::fs::write(vm.dir.join("qga.log"), log).unwrap();
+}
+
+/// Issue 10: freeze-list of the guest's ext4 data disk holds a guest-side writer until
+/// the thaw; the writer's marker goes to /run (tmpfs), which is never frozen.
+fn freeze_blocks_a_writer(vm: &mut Vm, report: &mut Report) {
+    vm.guest("rm -f /mnt/data/frozen-write /run/frozen-write.done");
+    let t = Instant::now();
+    let frozen = vm.request(
+        "guest-fsfreeze-freeze-list",
+        Some(serde_json::json!({"mountpoints": ["/mnt/data"]})),
+    );
+    let freeze_time = t.elapsed();
+    report.check(
+        frozen["return"] == 1,
+        &format!("guest-fsfreeze-freeze-list /mnt/data freezes 1 filesystem: {frozen}"),
+    );
+    vm.guest("(echo x > /mnt/data/frozen-write && : > /run/frozen-write.done) >/dev/null 2>&1 &");
+    let while_frozen =
+        vm.guest("sleep 1; test -e /run/frozen-write.done && echo written || echo held");
+    report.check(
+        while_frozen.trim() == "held",
+        &format!(
+            "a guest writer on /mnt/data waits while frozen ({})",
+            while_frozen.trim()
+        ),
+    );
+    let status = vm.request("guest-fsfreeze-status", None);
+    report.check(
+        status["return"] == "frozen",
+        &format!("guest-fsfreeze-status: {status}"),
+    );
+    let t = Instant::now();
+    let thawed = vm.request("guest-fsfreeze-thaw", None);
+    let thaw_time = t.elapsed();
+    report.check(
+        thawed["return"] == 1,
+        &format!("guest-fsfreeze-thaw thaws 1 filesystem: {thawed}"),
+    );
+    let after = vm.guest(
+        "n=0; while [ ! -e /run/frozen-write.done ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; \
+         test -e /run/frozen-write.done && cat /mnt/data/frozen-write || echo still-held",
+    );
+    report.check(
+        after.trim() == "x",
+        &format!("the writer completes after the thaw ({})", after.trim()),
+    );
+    report.figure(&format!(
+        "fsfreeze in the VM (attach, sync, command, detach each): freeze-list {:.0} ms, thaw {:.0} ms",
+        freeze_time.as_secs_f64() * 1000.0,
+        thaw_time.as_secs_f64() * 1000.0
+    ));
 }
 
 /// guest-shutdown runs the guest's shutdown (a shim over busybox poweroff) and qemu

@@ -69,7 +69,7 @@ pub fn user_check(ctx: &Ctx, args: UserCheckArgs) -> Result<Step<UserCheck>, Err
     }
     let timeout = Duration::from_secs(ctx.config.user_check_timeout);
     let run = Run::program(cmd, Vec::new(), timeout, OUTPUT_CAP);
-    Ok(Step::wait(run, move |_, result| {
+    Ok(Step::wait(run, move |_, _, result| {
         let done = result.map_err(|e| Error::io(format!("failed to run {SHELL}"), e))?;
         // Not the check's name: it is an argument, and -v logs none (README).
         log::debug(&format!(

@@ -129,7 +129,7 @@ fn next<T: Mounted + 'static>(ctx: &Ctx, mut m: Measuring<T>) -> Result<Step<Mea
             path,
             timeout: left.min(NETWORK_TIMEOUT),
         };
-        return Ok(Step::wait(run, move |ctx, result| {
+        return Ok(Step::wait(run, move |ctx, _, result| {
             let st = match result.and_then(|done| {
                 if done.timed_out() {
                     Ok(None)

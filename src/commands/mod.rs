@@ -15,6 +15,7 @@ pub mod exec;
 pub mod file;
 pub mod fs;
 pub mod fs_usage;
+pub mod fsfreeze;
 pub mod host;
 pub mod memory;
 pub mod net;

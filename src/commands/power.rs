@@ -41,7 +41,7 @@ pub fn shutdown(_: &Ctx, args: ShutdownArgs) -> Result<Step<Empty>, Error> {
     cmd.args(["-h", flag, "+0", SHUTDOWN_MESSAGE]);
     Ok(Step::wait(
         run(cmd, SHUTDOWN_TIMEOUT),
-        |_, result| match exit_code(&started(result)?) {
+        |_, _, result| match exit_code(&started(result)?) {
             None => Err(Error::Failed(
                 "child process has terminated abnormally".into(),
             )),
@@ -225,13 +225,16 @@ fn probe(
     };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    Ok(Step::wait(run(cmd, PROBE_TIMEOUT), move |ctx, result| {
-        let supported = result
-            .ok()
-            .and_then(|done| exit_code(&done))
-            .is_some_and(|code| yes.contains(&code));
-        then(ctx, supported)
-    }))
+    Ok(Step::wait(
+        run(cmd, PROBE_TIMEOUT),
+        move |ctx, _, result| {
+            let supported = result
+                .ok()
+                .and_then(|done| exit_code(&done))
+                .is_some_and(|code| yes.contains(&code));
+            then(ctx, supported)
+        },
+    ))
 }
 
 /// Suspend helpers are looked up on PATH only, as qemu-ga's g_spawn SEARCH_PATH does
@@ -268,7 +271,7 @@ fn helper(
     cmd.args(args);
     Ok(Step::wait(
         run(cmd, SUSPEND_TIMEOUT),
-        move |ctx, result| match exit_code(&started(result)?) {
+        move |ctx, _, result| match exit_code(&started(result)?) {
             Some(0) => Ok(Step::Done(Empty {})),
             code => otherwise(
                 ctx,

@@ -177,7 +177,7 @@ fn run_hwclock(path: &Path, flag: &str, failure: &'static str) -> Result<Step<Em
     let mut cmd = Command::new(path);
     cmd.arg(flag);
     let run = Run::program(cmd, Vec::new(), HWCLOCK_TIMEOUT, 0);
-    Ok(Step::wait(run, move |_, result| {
+    Ok(Step::wait(run, move |_, _, result| {
         let done = result.map_err(|e| Error::io("failed to create child process", e))?;
         match done.status.and_then(|s| s.code()) {
             None => Err(Error::Failed(

@@ -161,7 +161,7 @@ pub fn fs_mounts_from_mtab(mounts: Vec<Mount>, stat: impl Fn(&str) -> Source) ->
 
 /// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash: mangle() in
 /// fs/proc_namespace.c, fs/namespace.c on 2.6.32).
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -60,6 +60,21 @@ where
     f(ctx, parse_args(args)?)?.map(|r| encode(&r))
 }
 
+/// Runs a handler that may wait for a program and changes session state (its
+/// continuations get the session too) on JSON arguments.
+pub fn call_job_mut<A, R>(
+    ctx: &Ctx,
+    session: &mut Session,
+    args: &RawValue,
+    f: fn(&Ctx, &mut Session, A) -> Result<Step<R>, Error>,
+) -> Result<Step<Encoded>, Error>
+where
+    A: DeserializeOwned,
+    R: Serialize + 'static,
+{
+    f(ctx, session, parse_args(args)?)?.map(|r| encode(&r))
+}
+
 fn encode<R: Serialize>(result: R) -> Result<Encoded, Error> {
     Encoded::of(&result).map_err(|e| Error::Failed(format!("cannot encode reply: {e}")))
 }

@@ -59,7 +59,7 @@ pub fn resume(
     result: io::Result<Finished>,
 ) -> Outcome {
     let Waiting { cmd, id, then } = waiting;
-    let step = catch_unwind(AssertUnwindSafe(|| then(ctx, result)));
+    let step = catch_unwind(AssertUnwindSafe(|| then(ctx, session, result)));
     conclude(session, cmd, id, step)
 }
 
@@ -373,7 +373,7 @@ mod tests {
                 std::time::Duration::from_secs(1),
                 0,
             );
-            Ok(Step::wait(run, |_, r| {
+            Ok(Step::wait(run, |_, _, r| {
                 Ok(Step::Done(Encoded::of(&r.is_ok()).unwrap()))
             }))
         }));

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod dirfd;
 pub mod fd;
 pub mod fitrim;
+pub mod freeze;
 pub mod fsids;
 pub mod hostname;
 pub mod ifaddrs;

@@ -50,3 +50,13 @@ pub fn set_not_dumpable() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) })?;
     Ok(())
 }
+
+/// access(2) with X_OK: whether the real ids may execute `path` (qemu-ga's check of the
+/// fsfreeze hook, whose errno it reports).
+pub fn check_executable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    super::check(unsafe { libc::access(c.as_ptr(), libc::X_OK) }).map(|_| ())
+}

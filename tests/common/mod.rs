@@ -403,3 +403,21 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// Thaws each of `dirs` until refused (util-linux fsfreeze(8): whatever a failed
+/// freeze test left frozen), then unmounts it. For the drop of loop-mount fixtures.
+pub fn thaw_and_unmount<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
+    for dir in dirs {
+        for _ in 0..8 {
+            let thawed = Command::new("fsfreeze")
+                .arg("-u")
+                .arg(dir)
+                .stderr(Stdio::null())
+                .status();
+            if !thawed.is_ok_and(|s| s.success()) {
+                break;
+            }
+        }
+        let _ = Command::new("umount").arg(dir).status();
+    }
+}
