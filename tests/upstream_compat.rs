@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Agent, Client, TempDir};
 use serde_json::{json, Map, Value};
 
-const REFERENCE: &str = "/usr/sbin/qemu-ga";
+use common::REFERENCE;
 
 /// Debian's agent in unix-listen mode; None (test passes) only with QGA_NO_REFERENCE=1.
 struct Reference {
@@ -32,6 +32,9 @@ impl Reference {
                 return None;
             }
             panic!("{REFERENCE} is missing: install qemu-guest-agent or set QGA_NO_REFERENCE=1");
+        }
+        if let Err(why) = common::reference_is_debians_72() {
+            panic!("no reference to compare with: {why}");
         }
         let dir = TempDir::new("reference");
         let socket = dir.join("ref.sock");
@@ -700,4 +703,11 @@ fn file_differences_from_the_reference() {
     assert_eq!(theirs, json!({"return": {"count": 0, "eof": false}}));
     assert_eq!(ours, json!({"return": {"count": 2, "eof": false}}));
     assert_eq!(std::fs::read(&out).unwrap(), b"hi");
+}
+
+#[test]
+fn a_reference_that_is_not_debians_72_is_refused() {
+    let ours = common::agent_bin();
+    let why = common::is_debians_qemu_ga_72(ours.to_str().unwrap()).unwrap_err();
+    assert!(why.contains("is not Debian's qemu-guest-agent"), "{why}");
 }
