@@ -1,0 +1,228 @@
+#!/bin/bash
+# `make pkgtest` (part of `make test` as root): the packages of `make rpm deb`, read and
+# installed as a user would, never on this machine itself.
+#   deb  members and compression, files and modes, conffiles, control fields; then for real
+#        in a throwaway Debian 12 root (debootstrap minbase with Debian's qemu-guest-agent,
+#        cached in target/pkgtest/bookworm) in a private mount namespace: install over
+#        Debian's package, the SysV script's LSB exit codes against the installed agent on a
+#        unix socket, upgrade (the agent is restarted), remove, purge, Debian's package back.
+#   rpm  file list and modes, scripts, provides/obsoletes/conflicts/requires; the SysV
+#        script run against the agent with a stand-in for /etc/rc.d/init.d/functions.
+#   units  systemd-analyze verify; the upstart job's stanzas and shell parts.
+# Prints one "ok"/"FAIL" line per check; exits 1 if any failed.
+set -u
+cd "$(dirname "$0")/.."
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DEB=target/deb/qga-bc_${VERSION}_amd64.deb
+RPM=target/rpmbuild/RPMS/x86_64/qga-bc-${VERSION}-1.x86_64.rpm
+WORK=target/pkgtest
+MIRROR=$(sed -n 's/^URIs: *//p; s/^deb \(\[[^]]*\] \)\?\(http[^ ]*\) .*/\2/p' \
+    /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -v security | head -n 1)
+fails=0
+
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# check NAME COMMAND...: ok when the command succeeds.
+check() { local name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
+# expect_rc NAME WANT COMMAND...: ok when the command exits WANT.
+expect_rc() {
+    local name=$1 want=$2; shift 2
+    "$@" >"$WORK/out" 2>&1
+    local rc=$?
+    if [ "$rc" = "$want" ]; then ok "$name (exit $rc)"; else fail "$name: exit $rc, want $want: $(head -c 400 "$WORK/out")"; fi
+}
+same() { # same NAME WANT_FILE GOT_FILE
+    if diff -u "$2" "$3" >"$WORK/diff"; then ok "$1"; else fail "$1:"; cat "$WORK/diff"; fi
+}
+mkdir -p "$WORK"
+if [ "${1:-}" != --deb-root ]; then exec > >(tee "$WORK/pkgtest.log") 2>&1; fi
+
+# The deb installed in the root $1, as root in a private mount namespace (see below).
+deb_root() {
+    R=$1
+    mount -t proc proc "$R/proc" || { fail "mount /proc in the test root"; return; }
+    inroot() { chroot "$R" "$@"; }
+    init() { inroot /etc/init.d/qemu-guest-agent "$@"; }
+    pid() { cat "$R/run/qemu-ga.pid" 2>/dev/null; }
+    alive() { [ -n "$1" ] && [ -d "/proc/$1" ]; }
+    mode() { stat -c %a "$R$1"; }
+    links_ok() { # every rc link of the script exists and resolves
+        local n=0 l
+        for l in "$R"/etc/rc[0-6S].d/[SK][0-9][0-9]qemu-guest-agent; do
+            [ -L "$l" ] || return 1
+            [ -e "$R/etc/init.d/$(basename "$(readlink "$l")")" ] || return 1
+            n=$((n + 1))
+        done
+        [ $n -ge 5 ]
+    }
+    no_links() { ! ls "$R"/etc/rc[0-6S].d/ 2>/dev/null | grep -q qemu-guest-agent; }
+
+    check "Debian's qemu-guest-agent is installed in the root, its links too" links_ok
+    expect_rc "dpkg -i over Debian's qemu-guest-agent, no init running, no port" 0 inroot dpkg -i /tmp/new.deb
+    check "init script mode 755 after Debian's postrm ran chmod -x" test "$(mode /etc/init.d/qemu-guest-agent)" = 755
+    check "rc links present and resolving" links_ok
+    check "Debian's package is removed, its conffiles left" \
+        sh -c "chroot '$R' dpkg -s qemu-guest-agent | grep -qx 'Status: .* config-files'"
+    check "the postinst was refused the start (chroot: no init, no policy-rc.d)" \
+        grep -q "Defaulting to block" "$WORK/out"
+    check "the installed agent is ours (-V)" sh -c "chroot '$R' /usr/sbin/qemu-ga -V | grep -q qga-bc"
+    check "-D names the shipped config file" \
+        sh -c "chroot '$R' /usr/sbin/qemu-ga -D | head -n 1 | grep -qxF \"# config file '/etc/qemu/qemu-ga.conf'\""
+    check "no agent started without a port" test -z "$(pid)"
+    expect_rc "status without a port: not running" 3 init status
+
+    # From here on the root behaves as a booted sysvinit machine: policy-rc.d allows the
+    # maintainer scripts' invoke-rc.d, and the agent gets a channel (a unix socket).
+    printf '#!/bin/sh\nexit 0\n' >"$R/usr/sbin/policy-rc.d" && chmod 755 "$R/usr/sbin/policy-rc.d"
+    echo 'TRANSPORT=unix-listen:/run/qga-test.sock' >>"$R/etc/default/qemu-guest-agent"
+    expect_rc "start (unix socket)" 0 init start
+    local first; first=$(pid)
+    check "agent running after start" alive "$first"
+    check "start printed what it did" grep -q "Starting QEMU guest agent" "$WORK/out"
+    expect_rc "start when running" 0 init start
+    check "still the same agent" test "$(pid)" = "$first"
+    expect_rc "status when running" 0 init status
+    check "the agent answers on the socket" \
+        sh -c "chroot '$R' qemu-ga-client --socket /run/qga-test.sock guest-ping | grep -qx '{}'"
+    check "the agent logs to /var/log/qemu-ga.log" test -e "$R/var/log/qemu-ga.log"
+
+    expect_rc "dpkg -i of a newer version (upgrade)" 0 inroot dpkg -i --force-confold /tmp/newer.deb
+    local second; second=$(pid)
+    check "upgrade restarted the agent (new pid)" sh -c "[ -n '$second' ] && [ '$second' != '$first' ] && [ -d /proc/$second ]"
+    check "the old agent is gone" sh -c "! [ -d /proc/$first ]"
+    check "the running agent is the new binary, not (deleted)" \
+        sh -c "! readlink /proc/$second/exe | grep -q deleted"
+    check "init script still mode 755 after the upgrade" test "$(mode /etc/init.d/qemu-guest-agent)" = 755
+
+    expect_rc "reload: not supported (LSB 3)" 3 init reload
+    expect_rc "stop" 0 init stop
+    check "agent stopped" sh -c "! [ -d /proc/$second ]"
+    expect_rc "stop when stopped" 0 init stop
+    expect_rc "status when stopped" 3 init status
+    expect_rc "try-restart when stopped starts nothing" 0 init try-restart
+    check "try-restart left it stopped" test -z "$(pid)"
+    # A pidfile naming no qemu-ga process (pid 1 is this namespace's init or shell).
+    echo 1 >"$R/run/qemu-ga.pid"
+    expect_rc "status with a stale pidfile (LSB 1)" 1 init status
+    rm -f "$R/run/qemu-ga.pid"
+    expect_rc "restart when stopped" 0 init restart
+    local third; third=$(pid)
+    check "restart started it" alive "$third"
+
+    expect_rc "dpkg -r qga-bc" 0 inroot dpkg -r qga-bc
+    check "remove stopped the agent" sh -c "! [ -d /proc/$third ]"
+    check "remove keeps the init script (conffile), mode 755" test "$(mode /etc/init.d/qemu-guest-agent)" = 755
+    check "remove keeps resolving rc links" links_ok
+    check "the binary is gone" test ! -e "$R/usr/sbin/qemu-ga"
+    expect_rc "init script without the binary: start does nothing" 0 init start
+    expect_rc "dpkg --purge qga-bc" 0 inroot dpkg --purge qga-bc
+    check "purge deletes the init script" test ! -e "$R/etc/init.d/qemu-guest-agent"
+    check "purge deletes the rc links" no_links
+
+    expect_rc "Debian's qemu-guest-agent installs again" 0 inroot dpkg -i /tmp/debian.deb
+    check "Debian's init script and links are back" sh -c "[ \"\$(stat -c %a '$R/etc/init.d/qemu-guest-agent')\" = 755 ]"
+    check "Debian's rc links" links_ok
+    expect_rc "ours over Debian's again" 0 inroot dpkg -i /tmp/new.deb
+    expect_rc "ours removed (conffiles left)" 0 inroot dpkg -r qga-bc
+    expect_rc "Debian's back (over our left-over conffiles)" 0 inroot dpkg -i --force-confnew /tmp/debian.deb
+    dpkg-deb --fsys-tarfile "$R/tmp/debian.deb" | tar -xO ./etc/init.d/qemu-guest-agent >"$WORK/debian.init"
+    check "the init script is Debian's" cmp -s "$R/etc/init.d/qemu-guest-agent" "$WORK/debian.init"
+    expect_rc "purge of our left-over conffiles" 0 inroot dpkg --purge qga-bc
+    check "purging ours leaves Debian's init script" test -x "$R/etc/init.d/qemu-guest-agent"
+    check "purging ours leaves Debian's rc links" links_ok
+    umount "$R/proc"
+}
+
+if [ "${1:-}" = --deb-root ]; then
+    WORK=$3
+    deb_root "$2"
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------- deb, read
+echo "== deb: $DEB ($(stat -c %s "$DEB") bytes)"
+check "deb members are gzip (dpkg < 1.17.6 reads no xz control member)" \
+    test "$(ar t "$DEB" | tr '\n' ' ')" = "debian-binary control.tar.gz data.tar.gz "
+dpkg-deb -c "$DEB" | awk '{print $1, $2, $6}' | sed 's|^\([^ ]*\) \([^ ]*\) \./|\1 \2 /|' | sort -k3 >"$WORK/deb.files"
+cat >"$WORK/deb.want" <<'EOF'
+drwxr-xr-x root/root /
+drwxr-xr-x root/root /etc/
+drwxr-xr-x root/root /etc/default/
+-rw-r--r-- root/root /etc/default/qemu-guest-agent
+drwxr-xr-x root/root /etc/init.d/
+-rwxr-xr-x root/root /etc/init.d/qemu-guest-agent
+drwxr-xr-x root/root /etc/init/
+-rw-r--r-- root/root /etc/init/qemu-guest-agent.conf
+drwxr-xr-x root/root /etc/qemu/
+-rwxr-xr-x root/root /etc/qemu/fsfreeze-hook
+drwxr-xr-x root/root /etc/qemu/fsfreeze-hook.d/
+-rw-r--r-- root/root /etc/qemu/qemu-ga.conf
+drwxr-xr-x root/root /lib/
+drwxr-xr-x root/root /lib/systemd/
+drwxr-xr-x root/root /lib/systemd/system/
+-rw-r--r-- root/root /lib/systemd/system/qemu-guest-agent.service
+drwxr-xr-x root/root /lib/udev/
+drwxr-xr-x root/root /lib/udev/rules.d/
+-rw-r--r-- root/root /lib/udev/rules.d/60-qemu-guest-agent.rules
+drwxr-xr-x root/root /usr/
+drwxr-xr-x root/root /usr/bin/
+-rwxr-xr-x root/root /usr/bin/qemu-ga-client
+drwxr-xr-x root/root /usr/sbin/
+-rwxr-xr-x root/root /usr/sbin/qemu-ga
+drwxr-xr-x root/root /usr/share/
+drwxr-xr-x root/root /usr/share/doc/
+drwxr-xr-x root/root /usr/share/doc/qga-bc/
+-rw-r--r-- root/root /usr/share/doc/qga-bc/copyright
+drwxr-xr-x root/root /usr/share/man/
+drwxr-xr-x root/root /usr/share/man/man1/
+-rw-r--r-- root/root /usr/share/man/man1/qemu-ga-client.1.gz
+drwxr-xr-x root/root /usr/share/man/man8/
+-rw-r--r-- root/root /usr/share/man/man8/qemu-ga.8.gz
+EOF
+sort -k3 "$WORK/deb.want" -o "$WORK/deb.want"
+same "deb files, modes and owners" "$WORK/deb.want" "$WORK/deb.files"
+rm -rf "$WORK/debctl" && mkdir -p "$WORK/debctl" && dpkg-deb -e "$DEB" "$WORK/debctl"
+printf '%s\n' /etc/default/qemu-guest-agent /etc/init.d/qemu-guest-agent \
+    /etc/init/qemu-guest-agent.conf /etc/qemu/qemu-ga.conf /etc/qemu/fsfreeze-hook >"$WORK/conffiles.want"
+same "deb conffiles (the init script is one)" "$WORK/conffiles.want" "$WORK/debctl/conffiles"
+for field in "Provides: qemu-guest-agent" "Conflicts: qemu-guest-agent" "Replaces: qemu-guest-agent"; do
+    check "deb control has '$field'" grep -qx "$field" "$WORK/debctl/control"
+done
+check "deb control has Installed-Size" grep -qE '^Installed-Size: [0-9]+$' "$WORK/debctl/control"
+check "deb md5sums cover every non-conffile" test "$(wc -l <"$WORK/debctl/md5sums")" = 7
+for s in postinst prerm postrm; do check "deb $s parses" sh -n "$WORK/debctl/$s"; done
+
+# ------------------------------------------------------------------------- deb, installed
+# A throwaway Debian 12 root; dpkg runs inside it (chroot) in a private mount namespace,
+# so /proc there vanishes with the test and this machine's dpkg database is never touched.
+BASE=$WORK/bookworm
+if [ ! -x "$BASE/usr/sbin/qemu-ga" ]; then
+    echo "== debootstrap bookworm minbase + qemu-guest-agent from $MIRROR into $BASE (cached)"
+    rm -rf "$BASE.tmp"
+    if debootstrap --variant=minbase --include=qemu-guest-agent bookworm "$BASE.tmp" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
+        find "$BASE.tmp/var/cache/apt/archives" -name '*.deb' ! -name 'qemu-guest-agent_*' -delete
+        mv "$BASE.tmp" "$BASE"
+    else
+        fail "debootstrap (see $WORK/debootstrap.log)"
+    fi
+fi
+if [ -x "$BASE/usr/sbin/qemu-ga" ]; then
+    R=$WORK/root
+    rm -rf "$R" && cp -a "$BASE" "$R"
+    cp "$DEB" "$R/tmp/new.deb"
+    # The upgrade: the same package, one version up.
+    rm -rf "$WORK/up" && dpkg-deb -R "$DEB" "$WORK/up"
+    sed -i "s/^Version: .*/Version: ${VERSION}+1/" "$WORK/up/DEBIAN/control"
+    dpkg-deb -Zgzip --root-owner-group -b "$WORK/up" "$R/tmp/newer.deb" >/dev/null
+    cp "$R"/var/cache/apt/archives/qemu-guest-agent_*.deb "$R/tmp/debian.deb"
+    unshare --mount --fork -- bash "$0" --deb-root "$R" "$WORK" >"$WORK/deb-root.log" 2>&1
+    cat "$WORK/deb-root.log"
+    fails=$((fails + $(grep -c '^FAIL' "$WORK/deb-root.log")))
+    rm -rf "$R"
+fi
+
+passed=$(grep -c '^ok' "$WORK/pkgtest.log" 2>/dev/null || echo 0)
+# The line `make test` adds up.
+if [ "$fails" = 0 ]; then r=ok; else r=FAILED; fi
+echo "test result: $r. $passed passed; $fails failed; 0 ignored; 0 measured; 0 filtered out"
+[ "$fails" = 0 ]
