@@ -11,7 +11,8 @@
 #   units  systemd-analyze verify; the upstart job's stanzas and shell parts.
 # Prints one "ok"/"FAIL" line per check; exits 1 if any failed.
 set -u
-cd "$(dirname "$0")/.."
+SELF=$(readlink -f "$0")
+cd "$(dirname "$SELF")/.."
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DEB=target/deb/qga-bc_${VERSION}_amd64.deb
 RPM=target/rpmbuild/RPMS/x86_64/qga-bc-${VERSION}-1.x86_64.rpm
@@ -133,6 +134,104 @@ deb_root() {
     umount "$R/proc"
 }
 
+# A stand-in for CentOS 6's /etc/rc.d/init.d/functions (initscripts 9.03): only what
+# the script uses, with the same exit codes. The real file is not in this repository.
+write_functions() {
+    cat >"$1" <<'FUNCS'
+checkpid() { [ -n "$1" ] && [ -d "/proc/$1" ]; }
+pidfileof() { sed -n 1p "$1" 2>/dev/null; }
+status() {
+    local pidfile=; [ "$1" = -p ] && { pidfile=$2; shift 2; }
+    local pid; pid=$(pidfileof "$pidfile")
+    if checkpid "$pid"; then echo "$1 (pid $pid) is running..."; return 0; fi
+    if [ -f "$pidfile" ]; then echo "$1 dead but pid file exists"; return 1; fi
+    if [ -f "/var/lock/subsys/$1" ]; then echo "$1 dead but subsys locked"; return 2; fi
+    echo "$1 is stopped"; return 3
+}
+daemon() {
+    local pidfile=; case "$1" in --pidfile=*) pidfile=${1#--pidfile=}; shift ;; esac
+    checkpid "$(pidfileof "$pidfile")" && return 0
+    "$@"; local rc=$?
+    [ $rc = 0 ] && echo "[  OK  ]" || echo "[FAILED]"; return $rc
+}
+killproc() {
+    local pidfile=; [ "$1" = -p ] && { pidfile=$2; shift 2; }
+    local pid; pid=$(pidfileof "$pidfile")
+    checkpid "$pid" || { echo "[FAILED]"; return 7; }
+    kill -TERM "$pid"
+    local n=0; while checkpid "$pid" && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+    checkpid "$pid" && kill -KILL "$pid"
+    rm -f "$pidfile"; echo "[  OK  ]"; return 0
+}
+FUNCS
+}
+
+# The rpm installed with `rpm --root $1` into a busybox root (scriptlets run there with
+# busybox sh), with a stand-in chkconfig that records its calls and a service that runs
+# the init script, as CentOS 6's does. As root in a private mount namespace.
+rpm_root() {
+    RR=$1
+    mount -t proc proc "$RR/proc" || { fail "mount /proc in the rpm root"; return; }
+    rpmr() { rpm --root "$(readlink -f "$RR")" --nodeps "$@"; }
+    pid() { cat "$RR/var/run/qemu-ga.pid" 2>/dev/null; }
+    alive() { [ -n "$1" ] && [ -d "/proc/$1" ]; }
+    init() { chroot "$RR" /bin/sh /etc/rc.d/init.d/qemu-ga "$@"; }
+
+    expect_rc "rpm -i of a stand-in for the distro's qemu-guest-agent (CentOS 6's scriptlets)" 0 rpmr -i "$RR/tmp-rpms/fake-qga.rpm"
+    expect_rc "rpm -U qga-bc over it (Obsoletes), no port" 0 rpmr -U "$RR/tmp-rpms/new.rpm"
+    check "the distro's package is gone" sh -c "! rpm --root '$(readlink -f "$RR")' -q qemu-guest-agent >/dev/null"
+    check "the init script is ours" grep -q qga-bc "$RR/etc/rc.d/init.d/qemu-ga"
+    check "chkconfig: the old %preun's --del is followed by our %posttrans --add" \
+        sh -c "tail -n 1 '$RR/chkconfig.log' | grep -qx -- '--add qemu-ga'"
+    check "no agent without a port" test -z "$(pid)"
+    check "the installed agent is ours (-V)" sh -c "chroot '$RR' /usr/bin/qemu-ga -V | grep -q qga-bc"
+    check "-D reads /etc/qemu-ga/qemu-ga.conf (RHEL's path)" \
+        sh -c "chroot '$RR' /usr/bin/qemu-ga -D | head -n 1 | grep -qxF \"# config file '/etc/qemu-ga/qemu-ga.conf'\""
+
+    printf 'TRANSPORT_METHOD=unix-listen\nDEVPATH=/var/run/qga-test.sock\n' >>"$RR/etc/sysconfig/qemu-ga"
+    expect_rc "SysV start (unix socket)" 0 init start
+    local first; first=$(pid)
+    check "agent running" alive "$first"
+    expect_rc "SysV start when running" 0 init start
+    expect_rc "SysV status when running" 0 init status
+    check "the agent answers" sh -c "chroot '$RR' /usr/bin/qemu-ga-client --socket /var/run/qga-test.sock guest-ping | grep -qx '{}'"
+    check "the agent logs to /var/log/qemu-ga/qemu-ga.log" test -e "$RR/var/log/qemu-ga/qemu-ga.log"
+    expect_rc "SysV reload (LSB 3)" 3 init reload
+    expect_rc "SysV condrestart when running" 0 init condrestart
+    local second; second=$(pid)
+    check "condrestart restarted it" sh -c "[ -n '$second' ] && [ '$second' != '$first' ] && [ -d /proc/$second ]"
+
+    expect_rc "rpm -U to release 2 (upgrade)" 0 rpmr -U "$RR/tmp-rpms/newer.rpm"
+    local third; third=$(pid)
+    check "upgrade restarted the agent (new pid)" sh -c "[ -n '$third' ] && [ '$third' != '$second' ] && [ -d /proc/$third ]"
+    check "the agent runs the new binary, not (deleted)" sh -c "! readlink /proc/$third/exe | grep -q deleted"
+    check "sysconfig kept (noreplace)" grep -q qga-test.sock "$RR/etc/sysconfig/qemu-ga"
+
+    expect_rc "SysV stop" 0 init stop
+    expect_rc "SysV stop when stopped" 0 init stop
+    expect_rc "SysV status when stopped (LSB 3)" 3 init status
+    expect_rc "SysV condrestart when stopped" 0 init condrestart
+    check "condrestart left it stopped" test -z "$(pid)"
+    echo 999999 >"$RR/var/run/qemu-ga.pid"
+    expect_rc "SysV status with a stale pidfile (LSB 1)" 1 init status
+    rm -f "$RR/var/run/qemu-ga.pid"
+    expect_rc "SysV restart when stopped" 0 init restart
+    local fourth; fourth=$(pid)
+    check "restart started it" alive "$fourth"
+
+    expect_rc "rpm -e" 0 rpmr -e qga-bc
+    check "erase stopped the agent" sh -c "! [ -d /proc/$fourth ]"
+    check "erase ran chkconfig --del" sh -c "tail -n 1 '$RR/chkconfig.log' | grep -qx -- '--del qemu-ga'"
+    check "erase removed the files" test ! -e "$RR/usr/bin/qemu-ga"
+    umount "$RR/proc"
+}
+
+if [ "${1:-}" = --rpm-root ]; then
+    WORK=$3
+    rpm_root "$2"
+    exit 0
+fi
+
 if [ "${1:-}" = --deb-root ]; then
     WORK=$3
     deb_root "$2"
@@ -140,6 +239,103 @@ if [ "${1:-}" = --deb-root ]; then
 fi
 
 # ---------------------------------------------------------------------------- deb, read
+# ---------------------------------------------------------------------------- rpm, read
+echo "== rpm: $RPM ($(stat -c %s "$RPM") bytes)"
+rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags}: %{FILENAMES}\n]' "$RPM" \
+    | sort -k4 >"$WORK/rpm.files"
+cat >"$WORK/rpm.want" <<'WANT'
+drwxr-xr-x root/root : /etc/qemu-ga
+-rwxr-xr-x root/root cn: /etc/qemu-ga/fsfreeze-hook
+drwxr-xr-x root/root : /etc/qemu-ga/fsfreeze-hook.d
+-rw-r--r-- root/root cn: /etc/qemu-ga/qemu-ga.conf
+-rwxr-xr-x root/root : /etc/rc.d/init.d/qemu-ga
+-rw-r--r-- root/root cn: /etc/sysconfig/qemu-ga
+-rwxr-xr-x root/root : /usr/bin/qemu-ga
+-rwxr-xr-x root/root : /usr/bin/qemu-ga-client
+lrwxrwxrwx root/root : /usr/lib/systemd/system/qemu-ga.service
+-rw-r--r-- root/root : /usr/lib/systemd/system/qemu-guest-agent.service
+-rw-r--r-- root/root : /usr/lib/udev/rules.d/99-qemu-guest-agent.rules
+-rw-r--r-- root/root d: /usr/share/doc/qga-bc/copyright
+-rw-r--r-- root/root d: /usr/share/man/man1/qemu-ga-client.1.gz
+-rw-r--r-- root/root d: /usr/share/man/man8/qemu-ga.8.gz
+drwxr-xr-x root/root : /var/log/qemu-ga
+WANT
+sort -k4 "$WORK/rpm.want" -o "$WORK/rpm.want"
+same "rpm files, modes, owners, %config(noreplace)" "$WORK/rpm.want" "$WORK/rpm.files"
+check "rpm alias qemu-ga.service -> qemu-guest-agent.service (no SysV twin under systemd)" \
+    test "$(rpm -qp --qf '[%{FILENAMES} %{FILELINKTOS}\n]' "$RPM" | grep 'qemu-ga.service ')" \
+    = "/usr/lib/systemd/system/qemu-ga.service qemu-guest-agent.service"
+check "rpm provides a versioned qemu-guest-agent" sh -c "rpm -qp --provides '$RPM' | grep -qx 'qemu-guest-agent = 99:7.2.0'"
+check "rpm obsoletes the distro's qemu-guest-agent" sh -c "rpm -qp --obsoletes '$RPM' | grep -qx 'qemu-guest-agent < 99:7.2.0'"
+check "rpm has no Conflicts (Obsoletes swaps in one step)" test -z "$(rpm -qp --conflicts "$RPM")"
+check "rpm requires chkconfig for its scriptlets" sh -c "rpm -qp --requires '$RPM' | grep -qx chkconfig"
+check "rpm requires nothing else but /bin/sh and rpmlib" \
+    test -z "$(rpm -qp --requires "$RPM" | grep -vxE 'chkconfig|/bin/sh|rpmlib\(.*')"
+check "rpm payload gzip, md5 digests (CentOS 6's rpm 4.8)" \
+    test "$(rpm -qp --qf '%{PAYLOADCOMPRESSOR} %{FILEDIGESTALGO}' "$RPM")" = "gzip (none)"
+rpm -qp --scripts "$RPM" >"$WORK/rpm.scripts"
+for s in postinstall preuninstall posttrans; do
+    check "rpm has a %$s scriptlet" grep -q "^$s scriptlet" "$WORK/rpm.scripts"
+done
+check "rpm has a %changelog" sh -c "rpm -qp --changelog '$RPM' | grep -q '^\* '"
+
+# ----------------------------------------------------------------------- rpm, installed
+if command -v busybox >/dev/null; then
+    RR=$WORK/rpmroot
+    rm -rf "$RR" && mkdir -p "$RR"/{bin,sbin,dev,proc,tmp,tmp-rpms,etc/rc.d/init.d,var/run,var/lock/subsys,run}
+    cp "$(command -v busybox)" "$RR/bin/busybox"
+    for t in $("$RR/bin/busybox" --list); do [ -e "$RR/bin/$t" ] || ln -s busybox "$RR/bin/$t"; done
+    mknod -m 666 "$RR/dev/null" c 1 3
+    write_functions "$RR/etc/rc.d/init.d/functions"
+    printf '#!/bin/sh\necho "$*" >>/chkconfig.log\n' >"$RR/sbin/chkconfig"
+    printf '#!/bin/sh\ns=$1; shift; exec /bin/sh /etc/rc.d/init.d/$s "$@"\n' >"$RR/sbin/service"
+    chmod 755 "$RR/sbin/chkconfig" "$RR/sbin/service"
+    cp "$RPM" "$RR/tmp-rpms/new.rpm"
+    top=$PWD/$WORK/rpmbuild
+    rm -rf "$top"
+    if rpmbuild -bb --quiet --target x86_64 --define "_topdir $top" --define "_qga_version $VERSION" \
+        --define "_qga_release 2" --define "_qga_srcdir $PWD" \
+        --define "_qga_bindir $PWD/target/x86_64-unknown-linux-musl/release" rpm/qga-bc.spec >"$WORK/out" 2>&1; then
+        cp "$top/RPMS/x86_64/qga-bc-$VERSION-2.x86_64.rpm" "$RR/tmp-rpms/newer.rpm"
+    else
+        fail "rpmbuild of release 2: $(tail -n 5 "$WORK/out")"
+    fi
+    # The distro's package as far as a swap sees it: CentOS 6's scriptlets (stop and
+    # chkconfig --del on erase), its init script's path, epoch 2.
+    mkdir -p "$top/fake"
+    cat >"$top/fake/fake.spec" <<'SPEC'
+Name: qemu-guest-agent
+Epoch: 2
+Version: 0.12.1.2
+Release: 2.el6
+Summary: stand-in for CentOS 6's qemu-guest-agent
+License: GPL-2.0-or-later
+BuildArch: noarch
+AutoReqProv: no
+%description
+stand-in
+%install
+mkdir -p %{buildroot}/etc/rc.d/init.d
+printf '#!/bin/sh\nexit 0\n' > %{buildroot}/etc/rc.d/init.d/qemu-ga
+%post
+/sbin/chkconfig --add qemu-ga
+%preun
+if [ $1 = 0 ]; then /sbin/service qemu-ga stop >/dev/null 2>&1; /sbin/chkconfig --del qemu-ga; fi
+%files
+%attr(0755,root,root) /etc/rc.d/init.d/qemu-ga
+SPEC
+    if rpmbuild -bb --quiet --define "_topdir $top" "$top/fake/fake.spec" >"$WORK/out" 2>&1; then
+        cp "$top"/RPMS/noarch/qemu-guest-agent-*.rpm "$RR/tmp-rpms/fake-qga.rpm"
+    else
+        fail "rpmbuild of the stand-in qemu-guest-agent: $(tail -n 5 "$WORK/out")"
+    fi
+    unshare --mount --fork -- bash "$SELF" --rpm-root "$RR" "$WORK" >"$WORK/rpm-root.log" 2>&1
+    cat "$WORK/rpm-root.log"
+    fails=$((fails + $(grep -c '^FAIL' "$WORK/rpm-root.log")))
+else
+    fail "busybox missing: the rpm install test needs busybox-static (make deps)"
+fi
+
 echo "== deb: $DEB ($(stat -c %s "$DEB") bytes)"
 check "deb members are gzip (dpkg < 1.17.6 reads no xz control member)" \
     test "$(ar t "$DEB" | tr '\n' ' ')" = "debian-binary control.tar.gz data.tar.gz "
@@ -215,7 +411,7 @@ if [ -x "$BASE/usr/sbin/qemu-ga" ]; then
     sed -i "s/^Version: .*/Version: ${VERSION}+1/" "$WORK/up/DEBIAN/control"
     dpkg-deb -Zgzip --root-owner-group -b "$WORK/up" "$R/tmp/newer.deb" >/dev/null
     cp "$R"/var/cache/apt/archives/qemu-guest-agent_*.deb "$R/tmp/debian.deb"
-    unshare --mount --fork -- bash "$0" --deb-root "$R" "$WORK" >"$WORK/deb-root.log" 2>&1
+    unshare --mount --fork -- bash "$SELF" --deb-root "$R" "$WORK" >"$WORK/deb-root.log" 2>&1
     cat "$WORK/deb-root.log"
     fails=$((fails + $(grep -c '^FAIL' "$WORK/deb-root.log")))
     rm -rf "$R"
