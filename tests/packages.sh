@@ -110,6 +110,19 @@ deb_root() {
     local third; third=$(pid)
     check "restart started it" alive "$third"
 
+    # Ubuntu 12.04/14.04: with upstart running, the script hands over to the job. A
+    # stand-in initctl that says it is upstart and records its calls.
+    init stop >/dev/null 2>&1
+    printf '#!/bin/sh\necho "$*" >>/initctl.log\n[ "$1" = version ] && echo "init (upstart 1.12.1)"\n[ "$1" = status ] && echo "qemu-guest-agent start/running, process 42"\nexit 0\n' \
+        >"$R/sbin/initctl" && chmod 755 "$R/sbin/initctl"
+    expect_rc "under upstart: start hands over to the job" 0 init start
+    expect_rc "under upstart: status from the job" 0 init status
+    check "under upstart: initctl start qemu-guest-agent, no agent of the script's own" \
+        sh -c "grep -qx 'start qemu-guest-agent' '$R/initctl.log' && [ -z \"\$(cat '$R/run/qemu-ga.pid' 2>/dev/null)\" ]"
+    rm -f "$R/sbin/initctl" "$R/initctl.log"
+    init start >/dev/null 2>&1
+    third=$(pid)
+
     expect_rc "dpkg -r qga-bc" 0 inroot dpkg -r qga-bc
     check "remove stopped the agent" sh -c "! [ -d /proc/$third ]"
     check "remove keeps the init script (conffile), mode 755" test "$(mode /etc/init.d/qemu-guest-agent)" = 755
@@ -387,6 +400,57 @@ done
 check "deb control has Installed-Size" grep -qE '^Installed-Size: [0-9]+$' "$WORK/debctl/control"
 check "deb md5sums cover every non-conffile" test "$(wc -l <"$WORK/debctl/md5sums")" = 7
 for s in postinst prerm postrm; do check "deb $s parses" sh -n "$WORK/debctl/$s"; done
+
+# ------------------------------------------------------------------------ service files
+echo "== service files"
+U=$WORK/units
+rm -rf "$U" && mkdir -p "$U/deb" "$U/rpm"
+cp deb/qemu-guest-agent.service "$U/deb/"
+cp rpm/qemu-guest-agent.service "$U/rpm/" && ln -s qemu-guest-agent.service "$U/rpm/qemu-ga.service"
+if command -v systemd-analyze >/dev/null; then
+    expect_rc "systemd-analyze verify (deb unit)" 0 systemd-analyze verify "$U/deb/qemu-guest-agent.service"
+    expect_rc "systemd-analyze verify (rpm unit and its alias)" 0 \
+        systemd-analyze verify "$U/rpm/qemu-guest-agent.service" "$U/rpm/qemu-ga.service"
+else
+    fail "systemd-analyze missing (make deps installs systemd)"
+fi
+check "both units read the settings file the package installs" \
+    sh -c "grep -qx 'EnvironmentFile=-/etc/default/qemu-guest-agent' deb/qemu-guest-agent.service &&
+           grep -qx 'EnvironmentFile=-/etc/sysconfig/qemu-ga' rpm/qemu-guest-agent.service"
+# The rpm unit's command line as systemd hands it to sh ($$ -> $), with echo for the agent:
+# a missing sysconfig gives no empty -b; RHEL's variables each become their option.
+cmdline() {
+    local line; line=$(sed -n "s/^ExecStart=\/bin\/sh -c '\(.*\)'$/\1/p" rpm/qemu-guest-agent.service)
+    env -i "$@" sh -c "$(printf '%s' "$line" | sed 's/\$\$/$/g; s|exec /usr/bin/qemu-ga|echo|')"
+}
+check "rpm unit without sysconfig: no empty options" \
+    test "$(cmdline)" = "--method=virtio-serial --path=/dev/virtio-ports/org.qemu.guest_agent.0"
+check "rpm unit with RHEL 7's BLACKLIST_RPC and the hook" \
+    test "$(cmdline BLACKLIST_RPC=guest-exec,guest-file-open FSFREEZE_HOOK_PATHNAME=/etc/qemu-ga/fsfreeze-hook)" \
+    = "--method=virtio-serial --path=/dev/virtio-ports/org.qemu.guest_agent.0 --block-rpcs=guest-exec,guest-file-open -F/etc/qemu-ga/fsfreeze-hook"
+check "rpm unit with RHEL 9's FILTER_RPC_ARGS and QEMU_GA_ARGS" \
+    test "$(cmdline FILTER_RPC_ARGS=--allow-rpcs=guest-ping QEMU_GA_ARGS=-v)" \
+    = "--method=virtio-serial --path=/dev/virtio-ports/org.qemu.guest_agent.0 --allow-rpcs=guest-ping -v"
+check "the agent accepts the rpm unit's options" \
+    sh -c "target/x86_64-unknown-linux-musl/release/qemu-ga $(cmdline BLACKLIST_RPC=guest-exec QEMU_GA_ARGS=-v) -D >/dev/null"
+# upstart is not on this machine (init-checkconf needs a running upstart): the job is read
+# here, each line a known stanza or inside a script block, each block valid sh.
+J=deb/qemu-guest-agent.upstart
+check "upstart job: only known stanzas" test -z "$(awk '
+    /^[ \t]*(#|$)/ { next }
+    /^(pre-start|post-start|pre-stop|post-stop)? ?script$/ { inside = 1; next }
+    /^end script$/ { inside = 0; next }
+    inside { next }
+    $1 !~ /^(description|start|stop|respawn|expect|exec|env|console|author|umask|nice|kill|normal|instance|task|limit|oom|chdir|chroot|setuid|setgid|emits|manual)$/ { print }
+' "$J")"
+check "upstart job: starts on the runlevel and on the port's device, respawns" \
+    sh -c "grep -qx 'start on runlevel \[2345\] or virtio-ports-device-added' '$J' &&
+           grep -qx 'stop on runlevel \[016\]' '$J' && grep -qx respawn '$J'"
+awk '/^pre-start script$/ { on = 1; next } /^end script$/ { on = 0 } on' "$J" >"$U/pre-start.sh"
+awk '/^script$/ { on = 1; next } /^end script$/ { on = 0 } on' "$J" >"$U/script.sh"
+check "upstart job: script blocks are valid sh" sh -c "sh -n '$U/pre-start.sh' && sh -n '$U/script.sh'"
+check "upstart job: the agent runs in the foreground (no -d: upstart tracks the pid)" \
+    sh -c "grep -q 'exec /usr/sbin/qemu-ga ' '$U/script.sh' && ! grep -q -- ' -d' '$U/script.sh'"
 
 # ------------------------------------------------------------------------- deb, installed
 # A throwaway Debian 12 root; dpkg runs inside it (chroot) in a private mount namespace,
