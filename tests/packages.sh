@@ -290,6 +290,8 @@ rpm -qp --scripts "$RPM" >"$WORK/rpm.scripts"
 for s in postinstall preuninstall posttrans; do
     check "rpm has a %$s scriptlet" grep -q "^$s scriptlet" "$WORK/rpm.scripts"
 done
+check "SELinux: %post restores qemu-ga's own label, never sets another" \
+    sh -c "grep -q 'restorecon /usr/bin/qemu-ga' '$WORK/rpm.scripts' && ! grep -qE 'chcon|semanage' '$WORK/rpm.scripts'"
 check "rpm has a %changelog" sh -c "rpm -qp --changelog '$RPM' | grep -q '^\* '"
 
 # ----------------------------------------------------------------------- rpm, installed
