@@ -110,6 +110,18 @@ deb_root() {
     local third; third=$(pid)
     check "restart started it" alive "$third"
 
+    # The fsfreeze hook runs each executable of fsfreeze-hook.d; one failing fails it.
+    printf '#!/bin/sh\necho "flushed for $1"\n' >"$R/etc/qemu/fsfreeze-hook.d/10-db"
+    chmod 755 "$R/etc/qemu/fsfreeze-hook.d/10-db"
+    printf '#!/bin/sh\nexit 9\n' >"$R/etc/qemu/fsfreeze-hook.d/20-bad.dpkg-old"
+    chmod 755 "$R/etc/qemu/fsfreeze-hook.d/20-bad.dpkg-old"
+    expect_rc "fsfreeze hook freeze (a .dpkg-old file is skipped)" 0 inroot /etc/qemu/fsfreeze-hook freeze
+    check "the hook's script ran and logged" grep -q "flushed for freeze" "$R/var/log/qga-fsfreeze-hook.log"
+    mv "$R/etc/qemu/fsfreeze-hook.d/20-bad.dpkg-old" "$R/etc/qemu/fsfreeze-hook.d/20-bad"
+    expect_rc "fsfreeze hook thaw with a failing script" 1 inroot /etc/qemu/fsfreeze-hook thaw
+    rm -f "$R"/etc/qemu/fsfreeze-hook.d/*
+    check "man qemu-ga finds ours" sh -c "zcat '$R/usr/share/man/man8/qemu-ga.8.gz' | grep -q qga-bc"
+
     # Ubuntu 12.04/14.04: with upstart running, the script hands over to the job. A
     # stand-in initctl that says it is upstart and records its calls.
     init stop >/dev/null 2>&1
@@ -402,6 +414,19 @@ done
 check "deb control has Installed-Size" grep -qE '^Installed-Size: [0-9]+$' "$WORK/debctl/control"
 check "deb md5sums cover every non-conffile" test "$(wc -l <"$WORK/debctl/md5sums")" = 7
 for s in postinst prerm postrm; do check "deb $s parses" sh -n "$WORK/debctl/$s"; done
+I386=target/deb/qga-bc_${VERSION}_i386.deb
+check "i386 deb: the same files" \
+    test "$(dpkg-deb -c "$I386" | awk '{print $1, $6}' | sort | md5sum)" = "$(dpkg-deb -c "$DEB" | awk '{print $1, $6}' | sort | md5sum)"
+check "i386 deb: a 32-bit static agent" \
+    sh -c "dpkg-deb --fsys-tarfile '$I386' | tar -xO ./usr/sbin/qemu-ga | file - | grep -q 'ELF 32-bit.*statically linked'"
+I686=target/rpmbuild/RPMS/i686/qga-bc-${VERSION}-1.i686.rpm
+check "i686 rpm: the same files" test "$(rpm -qlp "$I686" | md5sum)" = "$(rpm -qlp "$RPM" | md5sum)"
+if command -v man >/dev/null; then
+    for page in rpm/qemu-ga.8 rpm/qemu-ga-client.1; do
+        check "$page renders without groff warnings" \
+            sh -c "MANWIDTH=80 man --warnings -l '$page' 2>&1 >/dev/null | { ! grep .; }"
+    done
+fi
 
 # ------------------------------------------------------------------------ service files
 echo "== service files"
