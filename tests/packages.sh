@@ -156,6 +156,27 @@ deb_root() {
     expect_rc "purge of our left-over conffiles" 0 inroot dpkg --purge qga-bc
     check "purging ours leaves Debian's init script" test -x "$R/etc/init.d/qemu-guest-agent"
     check "purging ours leaves Debian's rc links" links_ok
+
+    # A systemd machine as the maintainer scripts see it: /run/systemd/system, the port's
+    # device, and stand-ins for systemctl and udevadm that record their calls.
+    mkdir -p "$R/run/systemd/system" "$R/dev/virtio-ports"
+    : >"$R/dev/virtio-ports/org.qemu.guest_agent.0"
+    for tool in systemctl udevadm; do
+        printf '#!/bin/sh\necho "%s $*" >>/systemd.log\n' "$tool" >"$R/usr/local/bin/$tool"
+        chmod 755 "$R/usr/local/bin/$tool"
+    done
+    expect_rc "systemd: dpkg -i over Debian's" 0 inroot dpkg -i /tmp/new.deb
+    check "systemd: the postinst reloads, triggers the port and starts the unit" \
+        sh -c "grep -qx 'systemctl daemon-reload' '$R/systemd.log' &&
+               grep -qx 'udevadm trigger --subsystem-match=virtio-ports --action=add' '$R/systemd.log' &&
+               grep -qx 'systemctl start qemu-guest-agent.service' '$R/systemd.log'"
+    : >"$R/systemd.log"
+    expect_rc "systemd: upgrade" 0 inroot dpkg -i --force-confold /tmp/newer.deb
+    check "systemd: the upgrade restarts the unit" grep -qx 'systemctl restart qemu-guest-agent.service' "$R/systemd.log"
+    : >"$R/systemd.log"
+    expect_rc "systemd: dpkg -r" 0 inroot dpkg -r qga-bc
+    check "systemd: remove stops the unit" grep -qx 'systemctl stop qemu-guest-agent.service' "$R/systemd.log"
+    check "systemd: the SysV script was never run" test -z "$(pid)"
     umount "$R/proc"
 }
 
@@ -248,6 +269,29 @@ rpm_root() {
     check "erase stopped the agent" sh -c "! [ -d /proc/$fourth ]"
     check "erase ran chkconfig --del" sh -c "tail -n 1 '$RR/chkconfig.log' | grep -qx -- '--del qemu-ga'"
     check "erase removed the files" test ! -e "$RR/usr/bin/qemu-ga"
+
+    # CentOS 7+ as the scriptlets see it: /run/systemd/system, the port, stand-ins for
+    # systemctl and udevadm that record their calls.
+    mkdir -p "$RR/run/systemd/system" "$RR/dev/virtio-ports" "$RR/usr/bin"
+    : >"$RR/dev/virtio-ports/org.qemu.guest_agent.0"
+    for tool in systemctl udevadm; do
+        printf '#!/bin/sh\necho "%s $*" >>/systemd.log\n' "$tool" >"$RR/usr/bin/$tool"
+        chmod 755 "$RR/usr/bin/$tool"
+    done
+    : >"$RR/chkconfig.log"
+    expect_rc "systemd: rpm -i" 0 rpmr -i "$RR/tmp-rpms/new.rpm"
+    check "systemd: %post/%posttrans reload, trigger the port, start the unit" \
+        sh -c "grep -qx 'systemctl daemon-reload' '$RR/systemd.log' &&
+               grep -qx 'udevadm trigger --subsystem-match=virtio-ports --action=add' '$RR/systemd.log' &&
+               grep -qx 'systemctl start qemu-guest-agent.service' '$RR/systemd.log'"
+    : >"$RR/systemd.log"
+    expect_rc "systemd: rpm -U (upgrade)" 0 rpmr -U "$RR/tmp-rpms/newer.rpm"
+    check "systemd: the upgrade restarts a running unit" grep -qx 'systemctl try-restart qemu-guest-agent.service' "$RR/systemd.log"
+    : >"$RR/systemd.log"
+    expect_rc "systemd: rpm -e" 0 rpmr -e qga-bc
+    check "systemd: erase stops the unit" grep -qx 'systemctl stop qemu-guest-agent.service' "$RR/systemd.log"
+    check "systemd: chkconfig never ran (no SysV service next to the unit)" test ! -s "$RR/chkconfig.log"
+    check "systemd: the SysV script never started an agent" test -z "$(pid)"
     umount "$RR/proc"
 }
 
