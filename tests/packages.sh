@@ -20,6 +20,10 @@ WORK=target/pkgtest
 MIRROR=$(sed -n 's/^URIs: *//p; s/^deb \(\[[^]]*\] \)\?\(http[^ ]*\) .*/\2/p' \
     /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -v security | head -n 1)
 fails=0
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/packages.sh: needs root (chroot, rpm --root, a private mount namespace)" >&2
+    exit 1
+fi
 
 ok() { echo "ok   $*"; }
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
@@ -298,12 +302,14 @@ rpm_root() {
 if [ "${1:-}" = --rpm-root ]; then
     WORK=$3
     rpm_root "$2"
+    ok "rpm root: ran to the end"
     exit 0
 fi
 
 if [ "${1:-}" = --deb-root ]; then
     WORK=$3
     deb_root "$2"
+    ok "deb root: ran to the end"
     exit 0
 fi
 
@@ -403,6 +409,8 @@ SPEC
     unshare --mount --fork -- bash "$SELF" --rpm-root "$RR" "$WORK" >"$WORK/rpm-root.log" 2>&1
     cat "$WORK/rpm-root.log"
     fails=$((fails + $(grep -c '^FAIL' "$WORK/rpm-root.log")))
+    grep -q '^ok   rpm root: ran to the end' "$WORK/rpm-root.log" ||
+        fail "the rpm root test did not run to its end (a private mount namespace needs CAP_SYS_ADMIN)"
 else
     fail "busybox missing: the rpm install test needs busybox-static (make deps)"
 fi
@@ -549,6 +557,8 @@ if [ -x "$BASE/usr/sbin/qemu-ga" ]; then
     unshare --mount --fork -- bash "$SELF" --deb-root "$R" "$WORK" >"$WORK/deb-root.log" 2>&1
     cat "$WORK/deb-root.log"
     fails=$((fails + $(grep -c '^FAIL' "$WORK/deb-root.log")))
+    grep -q '^ok   deb root: ran to the end' "$WORK/deb-root.log" ||
+        fail "the deb root test did not run to its end (a private mount namespace needs CAP_SYS_ADMIN)"
     rm -rf "$R"
 fi
 
