@@ -7,7 +7,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CARGO     ?= cargo
 SHELL     := /bin/bash
 
-.PHONY: all build deps test run stop bench soak clean rpm deb
+.PHONY: all build deps test run stop bench soak clean rpm deb pkgtest
 
 all: build
 
@@ -30,7 +30,7 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-guest-agent file && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    qemu-system-x86 busybox-static e2fsprogs
+	    qemu-system-x86 busybox-static e2fsprogs rpm debootstrap systemd
 	rm -rf target/vm/kernel target/vm/deb && mkdir -p target/vm/deb && \
 	  pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}') && \
 	  (cd target/vm/deb && apt-get download -q=2 "$$pkg") && \
@@ -41,7 +41,8 @@ deps:
 # QGA_BIN and QGA_AS2632 change nothing for them.
 BIN_TESTS  = $(sort $(basename $(notdir $(shell grep -lE 'Agent::|agent_command|client_command|as_tested' tests/*.rs))))
 
-# Every test in five passes (as root each with the tests marked `needs root`):
+# Every test in five passes (as root each with the tests marked `needs root`), and as root
+# a sixth, `packages` (make pkgtest: the rpm and deb read and installed, tests/packages.sh):
 #   host       cargo test: unit, integration and doc tests of the host (glibc) build;
 #   <target>   the integration tests against the static musl agent and client of `make build`;
 #   <target>-as2632  the same under the Linux 2.6.32 seccomp filter (tests/common/as2632.rs),
@@ -57,13 +58,15 @@ test: build
 	  echo "=== pass $$name: $$*"; "$$@" 2>&1 | tee -a target/test-$$name.log || fail=1; \
 	  echo $$(( $$(date +%s) - t0 )) >> target/test-$$name.secs; }; \
 	pass host $(CARGO) test --locked --no-fail-fast; \
-	if [ -n "$$ign" ]; then pass host $(CARGO) test --locked --no-fail-fast -- --ignored --skip bench_; \
+	if [ -n "$$ign" ]; then pass host $(CARGO) test --locked --no-fail-fast -- --ignored --skip bench_ --skip soak_long; \
 	else echo "not root: tests marked 'needs root' skipped"; fi; \
 	$(MAKE) --no-print-directory build || fail=1; \
 	for f in 0 1; do for t in $(TARGETS); do name=$$t; [ $$f = 1 ] && name=$$t-as2632; \
 	  pass $$name env QGA_BIN=$(CURDIR)/target/$$t/release/qemu-ga QGA_AS2632=$$f \
-	    $(CARGO) test --locked --no-fail-fast $(addprefix --test ,$(BIN_TESTS)) -- $$ign; \
+	    $(CARGO) test --locked --no-fail-fast $(addprefix --test ,$(BIN_TESTS)) -- $$ign --skip soak_long; \
 	done; done; \
+	if [ -n "$$ign" ]; then pass packages $(MAKE) --no-print-directory pkgtest; \
+	else echo "not root: package tests (make pkgtest) skipped"; fi; \
 	results() { sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\).*/\1 \2/p' target/test-$$1.log | sort; }; \
 	for t in $(TARGETS); do \
 	  if ! diff <(results $$t) <(results $$t-as2632) > target/test-$$t-as2632.diff; then fail=1; \
@@ -114,17 +117,41 @@ rpm: build
 	done
 	@ls -l target/rpmbuild/RPMS/*/*.rpm
 
+# The deb: gzip members (dpkg before 1.17.6, Ubuntu 14.04's 1.17.5, reads no xz control
+# member), md5sums of the non-conffiles, Installed-Size. One deb for Ubuntu 12.04 (upstart)
+# to today (systemd); each init system gets its own service file.
 deb: build
 	@for pair in amd64:x86_64-unknown-linux-musl i386:i686-unknown-linux-musl; do \
 	  arch=$${pair%%:*}; t=$${pair#*:}; root=target/deb/$$arch; rm -rf $$root; \
 	  install -D -m 0755 target/$$t/release/qemu-ga $$root/usr/sbin/qemu-ga; \
 	  install -D -m 0755 target/$$t/release/qemu-ga-client $$root/usr/bin/qemu-ga-client; \
 	  install -D -m 0755 deb/qemu-guest-agent.init $$root/etc/init.d/qemu-guest-agent; \
+	  install -D -m 0644 deb/qemu-guest-agent.upstart $$root/etc/init/qemu-guest-agent.conf; \
 	  install -D -m 0644 deb/qemu-guest-agent.default $$root/etc/default/qemu-guest-agent; \
+	  install -D -m 0644 rpm/qemu-ga.conf $$root/etc/qemu/qemu-ga.conf; \
+	  install -D -m 0755 rpm/fsfreeze-hook $$root/etc/qemu/fsfreeze-hook; \
+	  install -d -m 0755 $$root/etc/qemu/fsfreeze-hook.d; \
 	  install -D -m 0644 deb/qemu-guest-agent.service $$root/lib/systemd/system/qemu-guest-agent.service; \
 	  install -D -m 0644 rpm/99-qemu-guest-agent.rules $$root/lib/udev/rules.d/60-qemu-guest-agent.rules; \
-	  mkdir -p $$root/DEBIAN; cp deb/DEBIAN/postinst deb/DEBIAN/prerm deb/DEBIAN/postrm deb/DEBIAN/conffiles $$root/DEBIAN/; \
-	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" deb/DEBIAN/control.in > $$root/DEBIAN/control; \
-	  dpkg-deb --root-owner-group --build $$root target/deb/qga-bc_$(VERSION)_$$arch.deb >/dev/null || exit 1; \
+	  install -D -m 0644 deb/copyright $$root/usr/share/doc/qga-bc/copyright; \
+	  install -d -m 0755 $$root/usr/share/man/man8 $$root/usr/share/man/man1; \
+	  gzip -9n < rpm/qemu-ga.8 > $$root/usr/share/man/man8/qemu-ga.8.gz; \
+	  gzip -9n < rpm/qemu-ga-client.1 > $$root/usr/share/man/man1/qemu-ga-client.1.gz; \
+	  chmod 0644 $$root/usr/share/man/man*/*.gz; \
+	  install -d -m 0755 $$root/DEBIAN; \
+	  install -m 0755 deb/DEBIAN/postinst deb/DEBIAN/prerm deb/DEBIAN/postrm $$root/DEBIAN/; \
+	  install -m 0644 deb/DEBIAN/conffiles $$root/DEBIAN/; \
+	  (cd $$root && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort \
+	    | grep -vxF -f <(sed 's|^/||' DEBIAN/conffiles) | xargs md5sum > DEBIAN/md5sums); \
+	  chmod 0644 $$root/DEBIAN/md5sums; \
+	  size=$$(du -sk --exclude=DEBIAN $$root | cut -f1); \
+	  sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$arch/" -e "s/@SIZE@/$$size/" \
+	    deb/DEBIAN/control.in > $$root/DEBIAN/control; \
+	  dpkg-deb -Zgzip -z9 --root-owner-group --build $$root target/deb/qga-bc_$(VERSION)_$$arch.deb >/dev/null || exit 1; \
 	done
 	@ls -l target/deb/*.deb
+
+# The package tests (tests/packages.sh): read both packages, install the deb for real in a
+# throwaway Debian root (debootstrap, cached in target/pkgtest). As root.
+pkgtest: rpm deb
+	bash tests/packages.sh

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{Config, DEFAULT_CONFIG};
+use crate::config::{Config, CONFIG_FILES};
 use crate::registry::COMMANDS;
 
 /// What `main` should do.
@@ -12,6 +12,10 @@ pub enum Action {
     Run {
         config: Box<Config>,
         sysroot: PathBuf,
+        /// Which config file was read, for the log.
+        source: String,
+        /// Unknown keys and the like, for the log once it is open.
+        warnings: Vec<String>,
     },
     /// Print this to stdout and exit 0 (help, version, -D, -b help).
     Print(String),
@@ -48,7 +52,8 @@ QEMU Guest Agent (qga-bc)
                     options / command-line parameters to stdout
   -r, --retry-path  attempt re-opening path if it's unavailable or closed
                     due to an error which may be recoverable in the future
-  -c, --config      configuration file (default /etc/qemu-ga/qemu-ga.conf)
+  -c, --config      configuration file (default /etc/qemu/qemu-ga.conf, or
+                    /etc/qemu-ga/qemu-ga.conf when only that one exists)
   -h, --help        display this help and exit
 ";
 
@@ -116,7 +121,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, String>
     }
 
     let mut config = Config::default();
-    load_config_file(&mut config, config_path)?;
+    let (source, warnings) = load_config_file(&mut config, config_path)?;
     for (key, value) in settings {
         config
             .set(key, &value)
@@ -124,11 +129,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, String>
     }
     check(&config)?;
     if dump {
-        return Ok(Action::Print(config.dump()));
+        for w in &warnings {
+            eprintln!("qemu-ga: warning: {w}");
+        }
+        return Ok(Action::Print(format!("# {source}\n{}", config.dump())));
     }
     Ok(Action::Run {
         config: Box::new(config),
         sysroot,
+        source,
+        warnings,
     })
 }
 
@@ -138,23 +148,57 @@ fn text(value: OsString, key: &str) -> Result<String, String> {
         .map_err(|_| format!("option --{key}: value is not valid UTF-8"))
 }
 
-/// The default file (or $QGA_CONF) may be missing; an explicit `-c` file may not.
-fn load_config_file(config: &mut Config, explicit: Option<PathBuf>) -> Result<(), String> {
+/// The file read when neither `-c` nor `$QGA_CONF` names one: the first of
+/// [`CONFIG_FILES`] that exists (and the other, when it exists too and is ignored).
+fn default_config_file(exists: impl Fn(&str) -> bool) -> (&'static str, Option<&'static str>) {
+    let [upstream, rhel] = CONFIG_FILES;
+    match (exists(upstream), exists(rhel)) {
+        (false, true) => (rhel, None),
+        (true, true) => (upstream, Some(rhel)),
+        _ => (upstream, None),
+    }
+}
+
+/// Reads the config file into `config`; returns which file that was (in words, for `-D`
+/// and the log) and the warnings. The default file (or $QGA_CONF) may be missing; an
+/// explicit `-c` file may not.
+fn load_config_file(
+    config: &mut Config,
+    explicit: Option<PathBuf>,
+) -> Result<(String, Vec<String>), String> {
+    let mut warnings = Vec::new();
     let (path, required) = match explicit {
         Some(p) => (p, true),
         None => match std::env::var_os("QGA_CONF") {
             Some(p) => (PathBuf::from(p), false),
-            None => (PathBuf::from(DEFAULT_CONFIG), false),
+            None => {
+                let (path, ignored) = default_config_file(|p| std::path::Path::new(p).exists());
+                if let Some(other) = ignored {
+                    warnings.push(format!("config file '{other}' ignored: '{path}' is read"));
+                }
+                (PathBuf::from(path), false)
+            }
         },
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok((
+                format!("no config file ('{}' missing)", path.display()),
+                warnings,
+            ))
+        }
         Err(e) => return Err(format!("cannot read config file '{}': {e}", path.display())),
     };
-    config
+    let found = config
         .load_keyfile(&text)
-        .map_err(|e| format!("config file '{}': {e}", path.display()))
+        .map_err(|e| format!("config file '{}': {e}", path.display()))?;
+    warnings.extend(
+        found
+            .into_iter()
+            .map(|w| format!("config file '{}': {w}", path.display())),
+    );
+    Ok((format!("config file '{}'", path.display()), warnings))
 }
 
 fn check(config: &Config) -> Result<(), String> {
@@ -214,6 +258,27 @@ mod tests {
         assert_eq!(
             c.fsfreeze_hook,
             Some(PathBuf::from("/etc/qemu/fsfreeze-hook"))
+        );
+    }
+
+    #[test]
+    fn config_file_is_debians_or_else_rhels() {
+        let only = |which: &'static str| move |p: &str| p == which;
+        assert_eq!(
+            default_config_file(|_| false),
+            ("/etc/qemu/qemu-ga.conf", None)
+        );
+        assert_eq!(
+            default_config_file(only("/etc/qemu-ga/qemu-ga.conf")),
+            ("/etc/qemu-ga/qemu-ga.conf", None)
+        );
+        assert_eq!(
+            default_config_file(only("/etc/qemu/qemu-ga.conf")),
+            ("/etc/qemu/qemu-ga.conf", None)
+        );
+        assert_eq!(
+            default_config_file(|_| true),
+            ("/etc/qemu/qemu-ga.conf", Some("/etc/qemu-ga/qemu-ga.conf"))
         );
     }
 

@@ -1,13 +1,17 @@
 //! The agent's configuration: defaults, the qemu-ga key-file (`[general]` group) and the
-//! command line all set the same keys through [`Config::set`], and [`Config::dump`] writes
-//! them back in the same format, so a dump read back gives the same configuration.
+//! command line all set the same keys through the one table of [`keys::KEYS`], and
+//! [`Config::dump`] writes them back in the same format, so a dump read back gives the
+//! same configuration. Which file is read: [`default_config_file`].
+
+pub mod keys;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub const DEFAULT_CONFIG: &str = "/etc/qemu-ga/qemu-ga.conf";
+/// Debian's and upstream's qemu-ga read the first, RHEL's the second.
+pub const CONFIG_FILES: [&str; 2] = ["/etc/qemu/qemu-ga.conf", "/etc/qemu-ga/qemu-ga.conf"];
 pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
 pub const DEFAULT_STATEDIR: &str = "/var/run";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
@@ -144,88 +148,19 @@ pub const USER_CHECKS: &str = "user-checks";
 pub const BC: &str = "bc";
 
 impl Config {
-    /// Sets one `[general]` key from its text form. Lists accumulate, as in qemu-ga.
+    /// Sets one `[general]` key from its text form (the command line's way in).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        match key {
-            "daemon" => self.daemon = parse_bool(key, value)?,
-            "method" => self.method = value.parse()?,
-            "path" => self.path = Some(value.to_string()),
-            "logfile" => self.logfile = Some(PathBuf::from(value)),
-            "pidfile" => self.pidfile = Some(PathBuf::from(value)),
-            "fsfreeze-hook" => {
-                let hook = if value.is_empty() {
-                    DEFAULT_FSFREEZE_HOOK
-                } else {
-                    value
-                };
-                self.fsfreeze_hook = Some(PathBuf::from(hook));
-            }
-            "statedir" => {
-                if !value.starts_with('/') {
-                    return Err(format!("statedir '{value}' must be an absolute path"));
-                }
-                self.statedir = PathBuf::from(value);
-            }
-            "verbose" => self.verbose = parse_bool(key, value)?,
-            "retry-path" => self.retry_path = parse_bool(key, value)?,
-            // `blacklist` is the pre-7.2 name CentOS 7's sysconfig still uses.
-            "block-rpcs" | "blacklist" => self.block_rpcs.extend(parse_list(value)),
-            "allow-rpcs" => self.allow_rpcs.extend(parse_list(value)),
-            "user-check-timeout" => {
-                self.user_check_timeout =
-                    value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
-                        format!("invalid value '{value}' for {key} (seconds, > 0)")
-                    })?;
-            }
-            "user-check-adhoc" => self.user_check_adhoc = parse_bool(key, value)?,
-            // Replaces the default rather than adding to it: "3" means CID 3 only.
-            "vsock-allow-cids" => {
-                let cids: Result<Vec<u32>, _> = parse_list(value).map(|c| c.parse()).collect();
-                self.vsock_allow_cids = cids
-                    .ok()
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| format!("invalid value '{value}' for {key} (CIDs, e.g. 2,3)"))?;
-            }
-            "max-file-handles" => {
-                self.max_file_handles =
-                    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
-                        format!("invalid value '{value}' for {key} (a count, > 0)")
-                    })?;
-            }
-            "fsfreeze-timeout" => {
-                self.fsfreeze_timeout = value.parse().map_err(|_| {
-                    format!("invalid value '{value}' for {key} (seconds, 0 for never)")
-                })?;
-            }
-            "fsfreeze-hook-timeout" => {
-                self.fsfreeze_hook_timeout =
-                    value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
-                        format!("invalid value '{value}' for {key} (seconds, > 0)")
-                    })?;
-            }
-            _ => return Err(format!("unknown key '{key}' in group [{GENERAL}]")),
-        }
-        Ok(())
+        let k = keys::find(GENERAL, key)
+            .ok_or_else(|| format!("unknown key '{key}' in group [{GENERAL}]"))?;
+        (k.set)(self, value)
     }
 
-    /// Sets one `[bc]` key from its text form.
-    pub fn set_bc(&mut self, key: &str, value: &str) -> Result<(), String> {
-        match key {
-            "disk-status-format" => {
-                self.disk_status_format = match value {
-                    "map" => DiskStatusFormat::Map,
-                    "list" => DiskStatusFormat::List,
-                    _ => return Err(format!("invalid value '{value}' for {key} (map or list)")),
-                }
-            }
-            _ => return Err(format!("unknown key '{key}' in group [{BC}]")),
-        }
-        Ok(())
-    }
-
-    /// Applies a key-file. Unknown keys of `[general]` are errors; other groups than
-    /// `[general]` and `[user-checks]` are ignored, as GLib-based qemu-ga ignores them.
-    pub fn load_keyfile(&mut self, text: &str) -> Result<(), String> {
+    /// Applies a key-file. A bad value is an error; a key this agent does not know is
+    /// not: qemu-ga ignores it (a config written for a newer qemu-ga must not stop the
+    /// agent), so it comes back as a warning. Groups other than ours are ignored, as
+    /// GLib-based qemu-ga ignores them.
+    pub fn load_keyfile(&mut self, text: &str) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
         let mut group = String::new();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -241,61 +176,36 @@ impl Config {
                 .ok_or_else(|| format!("line {}: expected 'key=value'", n + 1))?;
             let (key, value) = (key.trim(), unescape(value.trim()));
             match group.as_str() {
-                GENERAL => self
-                    .set(key, &value)
-                    .map_err(|e| format!("line {}: {e}", n + 1))?,
                 USER_CHECKS => {
                     self.user_checks.insert(key.to_string(), value);
                 }
-                BC => self
-                    .set_bc(key, &value)
-                    .map_err(|e| format!("line {}: {e}", n + 1))?,
                 "" => return Err(format!("line {}: key outside of a [group]", n + 1)),
+                GENERAL | BC => match keys::find(&group, key) {
+                    Some(k) => (k.set)(self, &value).map_err(|e| format!("line {}: {e}", n + 1))?,
+                    None => warnings.push(format!(
+                        "line {}: unknown key '{key}' in group [{group}] ignored",
+                        n + 1
+                    )),
+                },
                 _ => {}
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 
-    /// The configuration as a key-file (`-D`).
+    /// The configuration as a key-file (`-D`): every key of the table that has a value.
     pub fn dump(&self) -> String {
-        let mut out = format!("[{GENERAL}]\n");
-        let mut put = |k: &str, v: &str| out.push_str(&format!("{k}={}\n", escape(v)));
-        put("daemon", &self.daemon.to_string());
-        put("method", &self.method.to_string());
-        if let Some(p) = &self.path {
-            put("path", p);
-        }
-        if let Some(p) = &self.logfile {
-            put("logfile", &p.to_string_lossy());
-        }
-        if let Some(p) = &self.pidfile {
-            put("pidfile", &p.to_string_lossy());
-        }
-        if let Some(p) = &self.fsfreeze_hook {
-            put("fsfreeze-hook", &p.to_string_lossy());
-        }
-        put("statedir", &self.statedir.to_string_lossy());
-        put("verbose", &self.verbose.to_string());
-        put("retry-path", &self.retry_path.to_string());
-        if !self.block_rpcs.is_empty() {
-            put("block-rpcs", &self.block_rpcs.join(","));
-        }
-        if !self.allow_rpcs.is_empty() {
-            put("allow-rpcs", &self.allow_rpcs.join(","));
-        }
-        put("user-check-timeout", &self.user_check_timeout.to_string());
-        put("user-check-adhoc", &self.user_check_adhoc.to_string());
-        let cids: Vec<String> = self.vsock_allow_cids.iter().map(u32::to_string).collect();
-        put("vsock-allow-cids", &cids.join(","));
-        put("max-file-handles", &self.max_file_handles.to_string());
-        put("fsfreeze-timeout", &self.fsfreeze_timeout.to_string());
-        put(
-            "fsfreeze-hook-timeout",
-            &self.fsfreeze_hook_timeout.to_string(),
-        );
-        if self.disk_status_format == DiskStatusFormat::List {
-            out.push_str(&format!("\n[{BC}]\ndisk-status-format=list\n"));
+        let mut out = String::new();
+        for group in keys::GROUPS.iter().filter(|g| g.name != USER_CHECKS) {
+            let lines: String = keys::KEYS
+                .iter()
+                .filter(|k| k.group == group.name)
+                .filter_map(|k| (k.get)(self).map(|v| format!("{}={}\n", k.name, escape(&v))))
+                .collect();
+            if !lines.is_empty() {
+                let sep = if out.is_empty() { "" } else { "\n" };
+                out.push_str(&format!("{sep}[{}]\n{lines}", group.name));
+            }
         }
         if !self.user_checks.is_empty() {
             out.push_str(&format!("\n[{USER_CHECKS}]\n"));
@@ -429,6 +339,74 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_are_warnings_bad_values_errors() {
+        let mut c = Config::default();
+        let text = "[general]\nverbose=1\nfrom-a-newer-qemu-ga=x\n[bc]\nlater=1\n[other]\nz=1\n";
+        let warnings = c.load_keyfile(text).unwrap();
+        assert!(c.verbose);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("line 3") && warnings[0].contains("from-a-newer-qemu-ga"));
+        assert!(warnings[1].contains("[bc]"));
+        assert!(c
+            .load_keyfile("[general]\nverbose=yes\n")
+            .unwrap_err()
+            .contains("line 2"));
+    }
+
+    #[test]
+    fn lists_are_dumped_with_commas_and_read_with_either() {
+        let mut c = Config::default();
+        c.load_keyfile("[general]\nblock-rpcs=a;b;\nallow-rpcs=x,y\n")
+            .unwrap();
+        assert_eq!(c.block_rpcs, ["a", "b"]);
+        let dump = c.dump();
+        assert!(dump.contains("\nblock-rpcs=a,b\n"), "{dump}");
+        assert!(dump.contains("\nallow-rpcs=x,y\n"), "{dump}");
+    }
+
+    #[test]
+    fn every_key_has_a_unique_name_a_doc_and_a_default_that_parses() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in keys::KEYS {
+            for name in std::iter::once(&k.name).chain(k.aliases) {
+                assert!(seen.insert((k.group, *name)), "{name} twice");
+            }
+            assert!(!k.doc.is_empty(), "{}", k.name);
+            if !k.default.is_empty() {
+                let mut c = Config::default();
+                (k.set)(&mut c, k.default).unwrap();
+            }
+            assert!(keys::GROUPS.iter().any(|g| g.name == k.group));
+        }
+    }
+
+    /// The example config and the man page the packages ship are generated from the table;
+    /// `QGA_BLESS=1 cargo test shipped_files` rewrites them after a change to it.
+    #[test]
+    fn shipped_files_match_the_table() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let conf = root.join("rpm/qemu-ga.conf");
+        let man = root.join("rpm/qemu-ga.8");
+        let man_text = std::fs::read_to_string(&man).unwrap();
+        let (begin, end) = (".\\\" BEGIN CONFIGURATION\n", ".\\\" END CONFIGURATION\n");
+        let head =
+            &man_text[..man_text.find(begin).expect("man page has the BEGIN mark") + begin.len()];
+        let tail = &man_text[man_text.find(end).expect("man page has the END mark")..];
+        let want_man = format!("{head}{}{tail}", keys::man_section());
+        let want_conf = keys::example_config();
+        if std::env::var_os("QGA_BLESS").is_some() {
+            std::fs::write(&conf, &want_conf).unwrap();
+            std::fs::write(&man, &want_man).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            want_conf,
+            "rerun with QGA_BLESS=1"
+        );
+        assert_eq!(man_text, want_man, "rerun with QGA_BLESS=1");
+    }
+
+    #[test]
     fn blanks_at_the_ends_survive_a_dump() {
         let mut c = Config::default();
         c.user_checks.insert("x".into(), " a b ".into());
@@ -465,6 +443,7 @@ mod tests {
             .set("max-file-handles", "0")
             .unwrap_err()
             .contains("max-file-handles"));
+        // An unknown option is the command line's error; in a file it is a warning.
         assert!(c.set("nonsense", "1").unwrap_err().contains("nonsense"));
         assert!(c
             .set("vsock-allow-cids", "2,x")
@@ -472,7 +451,7 @@ mod tests {
             .contains("CIDs"));
         assert!(c.set("vsock-allow-cids", "").is_err());
         assert!(c
-            .set_bc("disk-status-format", "csv")
+            .load_keyfile("[bc]\ndisk-status-format=csv\n")
             .unwrap_err()
             .contains("csv"));
     }

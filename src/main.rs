@@ -16,7 +16,12 @@ fn main() {
             print!("{text}");
             0
         }
-        Ok(Action::Run { config, sysroot }) => match serve(*config, sysroot) {
+        Ok(Action::Run {
+            config,
+            sysroot,
+            source,
+            warnings,
+        }) => match serve(*config, sysroot, &source, &warnings) {
             Ok(()) => 0,
             Err(msg) => {
                 log::error(&msg);
@@ -31,7 +36,12 @@ fn main() {
     std::process::exit(code);
 }
 
-fn serve(mut config: Config, sysroot: PathBuf) -> Result<(), String> {
+fn serve(
+    mut config: Config,
+    sysroot: PathBuf,
+    source: &str,
+    warnings: &[String],
+) -> Result<(), String> {
     // No core file: one could hold a password on its way to chpasswd.
     sys::process::set_not_dumpable().map_err(|e| format!("cannot disable core dumps: {e}"))?;
     if let Ok(cwd) = std::env::current_dir() {
@@ -58,6 +68,10 @@ fn serve(mut config: Config, sysroot: PathBuf) -> Result<(), String> {
         }
     }
     log::set_verbose(config.verbose);
+    log::info(&format!("configuration: {source}"));
+    for w in warnings {
+        log::warn(w);
+    }
     let pidfile = match (&config.pidfile, config.daemon) {
         (Some(p), _) => Some(PidFile::create(p)?),
         (None, true) => Some(PidFile::create(std::path::Path::new(DEFAULT_PIDFILE))?),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{agent_bin, status_kib, TempDir};
 
-const REFERENCE: &str = "/usr/sbin/qemu-ga";
+use common::REFERENCE;
 const ROUNDS: usize = 5;
 const REQUESTS: usize = 2000;
 
@@ -136,6 +136,9 @@ fn require_reference() -> std::sync::MutexGuard<'static, ()> {
         Path::new(REFERENCE).exists(),
         "{REFERENCE} missing: run `make deps` (Debian's qemu-guest-agent)"
     );
+    if let Err(why) = common::reference_is_debians_72() {
+        panic!("no reference to bench against: {why}");
+    }
     guard
 }
 

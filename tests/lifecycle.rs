@@ -110,10 +110,70 @@ fn dump_conf_merges_file_and_options_and_reads_back_the_same() {
     assert!(dump.contains("verbose=true\n"), "{dump}");
     assert!(dump.contains("[user-checks]\ndisk=df -h\n"), "{dump}");
 
+    // The first line says which file was read; the rest reads back the same.
+    assert_eq!(
+        dump.lines().next(),
+        Some(format!("# config file '{conf}'").as_str())
+    );
     let again = dir.join("again.conf");
     std::fs::write(&again, &dump).unwrap();
     let out = qemu_ga(&["-c", again.to_str().unwrap(), "-D"]);
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), dump);
+    let body = |d: &str| d.split_once('\n').unwrap().1.to_string();
+    assert_eq!(body(&String::from_utf8(out.stdout).unwrap()), body(&dump));
+}
+
+#[test]
+fn unknown_config_keys_are_warned_about_not_fatal() {
+    let dir = TempDir::new("conf");
+    let conf = dir.join("qemu-ga.conf");
+    std::fs::write(
+        &conf,
+        "[general]\nverbose=1\nkey-of-qemu-ga-11=x\n[bc]\nnew-thing=1\n",
+    )
+    .unwrap();
+    let out = qemu_ga(&[
+        "-c",
+        conf.to_str().unwrap(),
+        "-m",
+        "unix-listen",
+        "-p",
+        "/s",
+        "-D",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unknown key 'key-of-qemu-ga-11'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown key 'new-thing'"), "{stderr}");
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("verbose=true\n"));
+
+    // And the running agent starts, logging which file it read and the warning.
+    let log = dir.join("qga.log");
+    let agent = Agent::start_with_env(
+        &["-v", "-l", log.to_str().unwrap()],
+        &[("QGA_CONF", conf.to_str().unwrap())],
+    );
+    assert_eq!(agent.call("guest-ping", json!({})), json!({}));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("configuration: config file '{}'", conf.display())),
+        "{text}"
+    );
+    assert!(text.contains("unknown key 'key-of-qemu-ga-11'"), "{text}");
+}
+
+#[test]
+fn dump_names_a_missing_default_file() {
+    let out = qemu_ga(&["-m", "unix-listen", "-p", "/s", "-D"]);
+    let dump = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        dump.starts_with("# no config file ('/nonexistent/qga.conf' missing)\n[general]\n"),
+        "{dump}"
+    );
 }
 
 #[test]
@@ -316,6 +376,41 @@ fn client_prints_return_and_uses_exit_status() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn client_on_a_closed_stdout_exits_quietly() {
+    let agent = Agent::start(&[]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = client_command()
+        .env("QGA_SOCKET", &agent.socket)
+        .arg("guest-info")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn client_defaults_outlast_a_user_check_and_name_no_relative_socket() {
+    let out = client_command().arg("--help").output().unwrap();
+    let usage = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        usage.contains("default $QGA_SOCKET, else /var/run/qemu-ga.sock"),
+        "{usage}"
+    );
+    assert!(usage.contains("(default 30)"), "{usage}");
+    let out = client_command()
+        .env_remove("QGA_SOCKET")
+        .arg("guest-ping")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/var/run/qemu-ga.sock"), "{stderr}");
 }
 
 #[test]

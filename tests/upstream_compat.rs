@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Agent, Client, TempDir};
 use serde_json::{json, Map, Value};
 
-const REFERENCE: &str = "/usr/sbin/qemu-ga";
+use common::REFERENCE;
 
 /// Debian's agent in unix-listen mode; None (test passes) only with QGA_NO_REFERENCE=1.
 struct Reference {
@@ -33,6 +33,9 @@ impl Reference {
                 return None;
             }
             panic!("{REFERENCE} is missing: install qemu-guest-agent or set QGA_NO_REFERENCE=1");
+        }
+        if let Err(why) = common::reference_is_debians_72() {
+            panic!("no reference to compare with: {why}");
         }
         let dir = TempDir::new("reference");
         let socket = dir.join("ref.sock");
@@ -868,7 +871,7 @@ impl Drop for LoopMount {
 #[test]
 #[ignore = "needs root"]
 fn freeze_list_matches_the_reference() {
-    let Some(reference) = Reference::start() else {
+    let Some(reference) = Reference::start(&[]) else {
         return;
     };
     let ours = Agent::start(&[]);
@@ -904,4 +907,11 @@ fn freeze_list_matches_the_reference() {
         theirs[3]["error"]["desc"],
         "Command guest-get-time has been disabled: the agent is in frozen state"
     );
+}
+
+#[test]
+fn a_reference_that_is_not_debians_72_is_refused() {
+    let ours = common::agent_bin();
+    let why = common::is_debians_qemu_ga_72(ours.to_str().unwrap()).unwrap_err();
+    assert!(why.contains("is not Debian's qemu-guest-agent"), "{why}");
 }

@@ -17,9 +17,32 @@ use serde_json::{json, Map, Value};
 
 const USAGE: &str =
     "usage: qemu-ga-client [--socket PATH] [--timeout SECONDS] COMMAND [JSON-ARGUMENTS]
-  --socket PATH      agent socket (default ./run/qga.sock)
-  --timeout SECONDS  how long to wait for each reply (default 10)
+  --socket PATH      agent socket (default $QGA_SOCKET, else /var/run/qemu-ga.sock)
+  --timeout SECONDS  how long to wait for each reply (default 30)
 ";
+
+/// The socket when neither `--socket` nor `$QGA_SOCKET` names one: an agent run with
+/// `-m unix-listen -p /var/run/qemu-ga.sock` next to its pidfile.
+const DEFAULT_SOCKET: &str = "/var/run/qemu-ga.sock";
+
+/// Longer than the agent's slowest command (a user check, killed after
+/// `user-check-timeout`), so a slow check is answered rather than raced.
+fn default_timeout() -> Duration {
+    Duration::from_secs(3 * qga::config::Config::default().user_check_timeout)
+}
+
+/// Prints to stdout; a reader that went away (`| head`, `| true`) is no error: the
+/// output is not wanted, so exit quietly instead of panicking on EPIPE.
+fn print_or_exit(text: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("qemu-ga-client: cannot write the reply: {e}");
+            std::process::exit(2);
+        }
+        std::process::exit(0);
+    }
+}
 
 struct Options {
     socket: PathBuf,
@@ -46,7 +69,7 @@ fn main() {
     let code = match run(&opts) {
         Ok(Some(value)) => {
             let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-            println!("{text}");
+            print_or_exit(&format!("{text}\n"));
             0
         }
         Ok(None) => 0,
@@ -65,8 +88,10 @@ fn main() {
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
-    let mut socket = PathBuf::from("run/qga.sock");
-    let mut timeout = Duration::from_secs(10);
+    let mut socket = std::env::var_os("QGA_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let mut timeout = default_timeout();
     let mut positional = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -86,7 +111,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, String> {
                 timeout = Duration::from_secs_f64(secs);
             }
             Long("help") | Short('h') => {
-                print!("{USAGE}");
+                print_or_exit(USAGE);
                 std::process::exit(0);
             }
             Value(v) => positional.push(v.string().map_err(|e| e.to_string())?),

@@ -421,3 +421,42 @@ pub fn thaw_and_unmount<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
         let _ = Command::new("umount").arg(dir).status();
     }
 }
+
+/// The reference agent of the comparisons (tests/upstream_compat.rs, `make bench`).
+pub const REFERENCE: &str = "/usr/sbin/qemu-ga";
+
+/// Whether [`REFERENCE`] really is Debian's qemu-ga 7.2 (see [`is_debians_qemu_ga_72`]).
+pub fn reference_is_debians_72() -> Result<(), String> {
+    is_debians_qemu_ga_72(REFERENCE)
+}
+
+/// Whether `bin` is Debian's qemu-ga 7.2: dpkg says the package qemu-guest-agent owns it
+/// and `-V` says 7.2. Once our deb has replaced Debian's package on a development
+/// machine, the comparisons would silently compare us with ourselves.
+pub fn is_debians_qemu_ga_72(bin: &str) -> Result<(), String> {
+    let dpkg = Command::new("dpkg")
+        .args(["-S", bin])
+        .output()
+        .map_err(|e| format!("dpkg -S {bin}: {e}"))?;
+    let owner = String::from_utf8_lossy(&dpkg.stdout);
+    if !dpkg.status.success() || !owner.starts_with("qemu-guest-agent:") {
+        return Err(format!(
+            "{bin} is not Debian's qemu-guest-agent (dpkg -S says '{}'): \
+             reinstall it with `apt-get install --reinstall qemu-guest-agent`",
+            owner.trim()
+        ));
+    }
+    let version = Command::new(bin)
+        .arg("-V")
+        .output()
+        .map_err(|e| format!("{bin} -V: {e}"))?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    let wanted = "QEMU Guest Agent 7.2.";
+    if !version.starts_with(wanted) || version.contains("qga-bc") {
+        return Err(format!(
+            "{bin} -V says '{}', not Debian's qemu-ga 7.2",
+            version.trim()
+        ));
+    }
+    Ok(())
+}
