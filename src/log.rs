@@ -3,13 +3,15 @@
 //! characters in a message are escaped, so text a host or guest user chose (a name
 //! with a newline) cannot start a forged line. While filesystems are frozen nothing is
 //! written: lines are held in memory (at most [`HELD_MAX`], then counted) and written
-//! after the thaw.
+//! after the thaw. A warning or error that repeats is written at most once a minute,
+//! then with how often it came meanwhile: a command polled every few seconds, or a peer
+//! refused again and again, cannot fill the disk with one line per call.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Lines held while frozen; the ones after these are only counted.
 pub const HELD_MAX: usize = 1000;
@@ -23,6 +25,45 @@ struct Sink {
     held: Option<Held>,
     /// A log file to open at the thaw (an agent that started frozen).
     open_at_release: Option<PathBuf>,
+    repeats: Repeats,
+}
+
+/// How long the same warning stays quiet after it was written.
+const REPEAT_WINDOW: Duration = Duration::from_secs(60);
+/// Distinct recent messages remembered; the oldest is forgotten first.
+const REPEAT_TRACKED: usize = 32;
+
+/// Recent warnings and errors: text, when last written, how often suppressed since.
+struct Repeats {
+    recent: Vec<(String, Instant, u64)>,
+}
+
+impl Repeats {
+    /// What to write for `msg` at `now`; None while the same text is quiet.
+    fn admit(&mut self, msg: &str, now: Instant) -> Option<String> {
+        if let Some(entry) = self.recent.iter_mut().find(|e| e.0 == msg) {
+            if now.duration_since(entry.1) < REPEAT_WINDOW {
+                entry.2 += 1;
+                return None;
+            }
+            let (since, n) = (now.duration_since(entry.1), std::mem::take(&mut entry.2));
+            entry.1 = now;
+            return Some(match n {
+                0 => msg.to_string(),
+                n => format!(
+                    "{msg} (and {n} more times in the {} s before)",
+                    since.as_secs()
+                ),
+            });
+        }
+        if self.recent.len() >= REPEAT_TRACKED {
+            if let Some(oldest) = (0..self.recent.len()).min_by_key(|&i| self.recent[i].1) {
+                self.recent.swap_remove(oldest);
+            }
+        }
+        self.recent.push((msg.to_string(), now, 0));
+        Some(msg.to_string())
+    }
 }
 
 #[derive(Default)]
@@ -37,6 +78,7 @@ static SINK: Mutex<Sink> = Mutex::new(Sink {
     verbose: false,
     held: None,
     open_at_release: None,
+    repeats: Repeats { recent: Vec::new() },
 });
 
 /// Sends the log to `path` (appending) instead of stderr. A symlink, FIFO, device, hard
@@ -128,6 +170,18 @@ fn write(level: &str, msg: &str, needs_verbose: bool) {
     if needs_verbose && !sink.verbose {
         return;
     }
+    let limited;
+    let msg = if needs_verbose {
+        msg
+    } else {
+        match sink.repeats.admit(msg, Instant::now()) {
+            Some(text) => {
+                limited = text;
+                limited.as_str()
+            }
+            None => return,
+        }
+    };
     let line = format_line(level, msg);
     if let Some(held) = sink.held.as_mut() {
         if held.lines.len() < HELD_MAX {
@@ -181,6 +235,35 @@ pub fn escape_controls(msg: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_warning_is_written_once_a_minute_with_its_count() {
+        let mut r = Repeats { recent: Vec::new() };
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            r.admit("nfs /a did not answer", at(0)).as_deref(),
+            Some("nfs /a did not answer")
+        );
+        for s in 1..60 {
+            assert_eq!(r.admit("nfs /a did not answer", at(s)), None, "{s}");
+        }
+        // Another message is not held back by the first.
+        assert!(r.admit("refused CID 1", at(30)).is_some());
+        assert_eq!(
+            r.admit("nfs /a did not answer", at(61)).as_deref(),
+            Some("nfs /a did not answer (and 59 more times in the 61 s before)")
+        );
+        assert_eq!(
+            r.admit("nfs /a did not answer", at(200)).as_deref(),
+            Some("nfs /a did not answer")
+        );
+        // Bounded: many distinct messages forget the oldest.
+        for i in 0..100 {
+            r.admit(&format!("m{i}"), at(300 + i));
+        }
+        assert_eq!(r.recent.len(), REPEAT_TRACKED);
+    }
 
     #[test]
     fn control_characters_cannot_start_a_line() {
