@@ -72,6 +72,14 @@ fn serve(
     for w in warnings {
         log::warn(w);
     }
+    if !config.statedir.is_dir() {
+        // qemu-ga refuses to start; this agent serves everything that needs no state.
+        log::warn(&format!(
+            "statedir '{}' is not a directory: guest-file-open cannot keep its handle \
+             counter and fails, the OOM record is not kept",
+            config.statedir.display()
+        ));
+    }
     let pidfile = match (&config.pidfile, config.daemon) {
         (Some(p), _) => Some(PidFile::create(p)?),
         (None, true) => Some(PidFile::create(std::path::Path::new(DEFAULT_PIDFILE))?),
