@@ -43,6 +43,9 @@ pub struct Agent {
     path: String,
     /// When to try to reopen a channel that is gone (`--retry-path`).
     retry_at: Instant,
+    /// The channel is gone and that was logged: the retries every few seconds are not,
+    /// until it is back.
+    outage: bool,
     framer: Framer,
     /// Read buffer, allocated once; `input[consumed..filled]` is not yet framed.
     input: Box<[u8]>,
@@ -65,6 +68,7 @@ impl Agent {
             method,
             path,
             retry_at: Instant::now(),
+            outage: false,
             framer: Framer::default(),
             input: vec![0; READ_CHUNK].into_boxed_slice(),
             filled: 0,
@@ -75,7 +79,11 @@ impl Agent {
             if !agent.ctx.config.retry_path {
                 return Err(e);
             }
-            log::warn(&format!("channel not available, will retry: {e}"));
+            log::warn(&format!(
+                "channel not available, retrying every {}s: {e}",
+                RETRY_INTERVAL.as_secs()
+            ));
+            agent.outage = true;
             agent.retry_at = Instant::now() + RETRY_INTERVAL;
         }
         Ok(agent)
@@ -91,6 +99,9 @@ impl Agent {
         self.reset_session();
         let channel = Channel::open(self.method, &self.path, &self.ctx.root)?;
         self.channel = Some(channel.allow_vsock_peers(&self.ctx.config.vsock_allow_cids));
+        if std::mem::take(&mut self.outage) {
+            log::warn(&format!("channel '{}' is back", self.channel_path()));
+        }
         Ok(())
     }
 
@@ -114,10 +125,13 @@ impl Agent {
                 if !self.ctx.config.retry_path {
                     break Err(e);
                 }
-                log::warn(&format!(
-                    "channel error, reopening in {}s: {e}",
-                    RETRY_INTERVAL.as_secs()
-                ));
+                if !self.outage {
+                    log::warn(&format!(
+                        "channel error, retrying every {}s: {e}",
+                        RETRY_INTERVAL.as_secs()
+                    ));
+                    self.outage = true;
+                }
                 self.channel = None;
                 self.reset_session();
                 self.retry_at = Instant::now() + RETRY_INTERVAL;

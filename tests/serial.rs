@@ -184,8 +184,11 @@ fn retry_path_waits_for_a_missing_port_and_then_serves() {
     let dir = TempDir::new("retry");
     let link = dir.join("org.qemu.guest_agent.0");
     let link_s = link.to_str().unwrap().to_string();
-    let mut agent = SerialAgent::start_in(dir, "isa-serial", &link_s, &["-r"]);
-    std::thread::sleep(Duration::from_millis(200));
+    let log = dir.join("qga.log");
+    let log_s = log.to_str().unwrap().to_string();
+    let mut agent = SerialAgent::start_in(dir, "isa-serial", &link_s, &["-r", "-l", &log_s]);
+    // Two retries (every 5 s) pass without the port.
+    std::thread::sleep(Duration::from_millis(10_500));
     assert!(
         agent.child.try_wait().unwrap().is_none(),
         "agent gave up on a missing port"
@@ -193,4 +196,8 @@ fn retry_path_waits_for_a_missing_port_and_then_serves() {
     // The port appears (hot-plug): the agent opens it on its next retry.
     std::os::unix::fs::symlink(&slave, &link).unwrap();
     sync(&mut master, 33);
+    // The outage is logged once, and its end once, not every retry (issue #12).
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("channel not available").count(), 1, "{text}");
+    assert_eq!(text.matches("is back").count(), 1, "{text}");
 }
