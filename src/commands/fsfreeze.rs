@@ -20,7 +20,8 @@ use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::job::Step;
 use crate::log;
-use crate::proc::mountinfo::{fs_mount_list, FsMount};
+use crate::proc;
+use crate::proc::mounts::{is_fuse_type, MountInfo};
 use crate::sys::dirfd::Dir;
 use crate::sys::freeze;
 use crate::untrusted;
@@ -106,18 +107,18 @@ fn finish_freeze(
 /// filesystem without freeze support; one already frozen). Any other error thaws what
 /// this call froze and is returned. When nothing was frozen the agent is thawed again.
 fn freeze_now(ctx: &Ctx, session: &mut Session, wanted: Option<&[String]>) -> Result<i64, Error> {
-    let mounts = fs_mount_list(ctx)?;
+    let mounts = freezable(ctx)?;
     set_frozen(ctx, session)?;
     let mut frozen: Vec<File> = Vec::new();
     let mut failure = None;
     for mount in mounts.iter().rev() {
-        if wanted.is_some_and(|w| !w.contains(&mount.dir)) {
+        if wanted.is_some_and(|w| !w.contains(&mount.mountpoint)) {
             continue;
         }
         let dir = match open_mount(ctx, mount) {
             Ok(dir) => dir,
             Err(e) => {
-                failure = Some(Error::io(format!("failed to open {}", mount.dir), e));
+                failure = Some(Error::io(format!("failed to open {}", mount.mountpoint), e));
                 break;
             }
         };
@@ -125,7 +126,10 @@ fn freeze_now(ctx: &Ctx, session: &mut Session, wanted: Option<&[String]>) -> Re
             Ok(()) => frozen.push(dir),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EBUSY)) => {}
             Err(e) => {
-                failure = Some(Error::io(format!("failed to freeze {}", mount.dir), e));
+                failure = Some(Error::io(
+                    format!("failed to freeze {}", mount.mountpoint),
+                    e,
+                ));
                 break;
             }
         }
@@ -169,7 +173,7 @@ pub fn thaw(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<Step<i64>, Er
 }
 
 fn thaw_now(ctx: &Ctx, session: &mut Session) -> Result<i64, Error> {
-    let mounts = match fs_mount_list(ctx) {
+    let mounts = match freezable(ctx) {
         Ok(m) => m,
         Err(e) => {
             // The mount table is gone (no /proc): still leave the frozen state.
@@ -306,9 +310,21 @@ fn unset_frozen(ctx: &Ctx, session: &mut Session) {
     }
 }
 
+/// The filesystems to freeze or thaw, in mount order: qemu-ga's list, which fstrim and
+/// fsinfo share ([`proc::read_fs_mounts`]: a device number, each device once), less
+/// FUSE types — fuseblk (ntfs-3g) has a real device, but its daemon must keep writing
+/// while the kernel waits for it, so freezing it can deadlock (qemu-ga does not skip
+/// it) — and less sources an old mtab gives no device number.
+fn freezable(ctx: &Ctx) -> Result<Vec<MountInfo>, Error> {
+    Ok(proc::read_fs_mounts(ctx)?
+        .into_iter()
+        .filter(|m| !is_fuse_type(&m.fstype) && (m.major, m.minor) != (0, 0))
+        .collect())
+}
+
 /// The mount's root directory, read-only: what FIFREEZE and FITHAW are issued on.
-fn open_mount(ctx: &Ctx, mount: &FsMount) -> io::Result<File> {
-    File::open(ctx.path(&mount.dir))
+fn open_mount(ctx: &Ctx, mount: &MountInfo) -> io::Result<File> {
+    File::open(ctx.path(&mount.mountpoint))
 }
 
 /// The hook to run with `arg`, when one is configured; qemu-ga's check first.
@@ -368,6 +384,31 @@ fn hook_result(ctx: &Ctx, result: io::Result<Finished>) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    const SAMPLE: &str = "\
+22 28 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+28 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro
+40 28 252:16 / /mnt/my\\040data rw,relatime shared:20 - ext4 /dev/vdb rw
+41 28 252:16 /sub /srv/bind rw,relatime shared:20 - ext4 /dev/vdb rw
+42 28 0:45 / /net rw,relatime shared:21 - nfs4 server:/export rw,vers=4.2
+43 28 8:17 / /win rw,relatime shared:22 - fuseblk /dev/sdb1 rw
+44 28 0:46 / /tmp rw shared:23 - tmpfs tmpfs rw
+bad line without separator
+";
+
+    #[test]
+    fn freeze_list_skips_virtual_network_fuse_and_bind_mounts() {
+        let root = std::env::temp_dir().join(format!("qga-freezable-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("proc/self")).unwrap();
+        std::fs::write(root.join("proc/self/mountinfo"), SAMPLE).unwrap();
+        let dirs: Vec<String> = freezable(&Ctx::with_root(&root))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.mountpoint)
+            .collect();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(dirs, ["/", "/mnt/my data"]);
+    }
+
     use super::*;
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;

@@ -6,7 +6,6 @@ pub mod cpuinfo;
 pub mod diskstats;
 pub mod loadavg;
 pub mod meminfo;
-pub mod mountinfo;
 pub mod mounts;
 pub mod net;
 pub mod process;
