@@ -429,7 +429,8 @@ fn header() {
 
 fn row(name: &str, unit: &str, a: f64, b: Option<f64>, target: &str) {
     let (b, ratio) = match b {
-        Some(b) => (format!("{b:.2}"), format!("{:.2}", a / b)),
+        Some(b) if b != 0.0 => (format!("{b:.2}"), format!("{:.2}", a / b)),
+        Some(b) => (format!("{b:.2}"), "-".to_string()),
         None => ("-".to_string(), "-".to_string()),
     };
     println!("| {name:<44} | {a:>10.2} | {b:>10} | {unit:<4} | {ratio:>6} | {target:<12} |");
