@@ -97,8 +97,9 @@ clean: stop
 	rm -rf run
 
 # Side-by-side benchmark against Debian's qemu-ga (see `make deps`), printed as ratios.
-bench:
-	$(CARGO) test --release --locked --test bench -- --ignored --nocapture
+bench: build
+	QGA_BIN=$(CURDIR)/target/x86_64-unknown-linux-musl/release/qemu-ga \
+	  $(CARGO) test --release --locked --test bench -- --ignored --nocapture --test-threads 1
 
 # 1,000,000 mixed requests through the static x86_64 agent (QGA_SOAK_REQUESTS to change);
 # prints fds and memory at start, half way and end. The suite runs 20,000 of them.

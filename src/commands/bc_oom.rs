@@ -49,7 +49,7 @@ pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
             String::new()
         }
     };
-    let kills = kill_lines(&log_text);
+    let (kills, any_oom_line) = scan(&log_text);
     let vmstat = ctx
         .read("proc/vmstat")
         .ok()
@@ -70,7 +70,7 @@ pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
         }
     }
     Ok(OomStatus {
-        oom_happened: now.count > 0 || log_text.lines().any(|l| classify(l).is_some()),
+        oom_happened: now.count > 0 || any_oom_line,
         oom_count: now.count,
         last_oom: now.last,
     })
@@ -80,7 +80,9 @@ pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
 fn read_kernel_log(ctx: &Ctx) -> Result<String, Error> {
     if ctx.is_live() {
         let bytes = crate::sys::klog::read_all().map_err(|e| Error::io("klogctl", e))?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        // Valid UTF-8 (the usual case) is kept as it is, not copied.
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     } else {
         ctx.read("proc/kmsg")
     }
@@ -188,24 +190,44 @@ pub fn classify(line: &str) -> Option<OomLine> {
     // Selection lines: "Kill process N" or "kill process N", optionally after a
     // "…out of memory…:" reason; require the word "score" so unrelated messages that
     // happen to say "kill process" are not counted.
-    let lower = text.to_ascii_lowercase();
-    if let Some(i) = lower.find("kill process ") {
+    // Case-insensitive without a lowercase copy: this runs on every line of the log.
+    if let Some(i) = find_ignore_case(text, "kill process ") {
         let rest = &text[i + "kill process ".len()..];
-        if lower.contains("score") || lower.contains("out of memory") {
+        if find_ignore_case(text, "score").is_some()
+            || find_ignore_case(text, "out of memory").is_some()
+        {
             return Some(OomLine::Selected(leading_pid(rest)?));
         }
     }
     None
 }
 
+/// The byte offset of `needle` (lowercase ASCII) in `hay`, ignoring ASCII case.
+fn find_ignore_case(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let first = n[0];
+    let last_start = h.len().checked_sub(n.len())?;
+    (0..=last_start)
+        .filter(|&i| h[i].to_ascii_lowercase() == first)
+        .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
 /// The kill events of a kernel log, one line each (priority prefix removed), oldest
 /// first. A victim chosen but with no "Killed" line (cut off by a wrapped buffer, or a
 /// kernel that prints only the choice) counts as a kill too.
 pub fn kill_lines(log: &str) -> Vec<String> {
+    scan(log).0
+}
+
+/// [`kill_lines`], and whether any line of the log is an OOM line, in one pass.
+fn scan(log: &str) -> (Vec<String>, bool) {
     let mut out: Vec<String> = Vec::new();
     let mut pending: Option<(u32, String)> = None;
+    let mut any = false;
     for line in log.lines() {
-        match classify(line) {
+        let class = classify(line);
+        any |= class.is_some();
+        match class {
             Some(OomLine::Killed(_)) => {
                 pending = None;
                 out.push(without_priority(line).to_string());
@@ -232,7 +254,7 @@ pub fn kill_lines(log: &str) -> Vec<String> {
     if let Some((_, l)) = pending {
         out.push(l);
     }
-    out
+    (out, any)
 }
 
 fn without_priority(line: &str) -> &str {

@@ -2,6 +2,8 @@
 //! turns cumulative CPU ticks into %CPU over an interval (what top shows).
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
 
 use super::stat::CpuTimes;
 use crate::ctx::Ctx;
@@ -74,9 +76,14 @@ pub fn parse_process(
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())?;
-    let shared_kib = statm
-        .and_then(|s| s.split_whitespace().nth(2)?.parse::<u64>().ok())
-        .map(|pages| pages * page_kib);
+    let shared_kib = match statm {
+        Some(s) => s
+            .split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse::<u64>().ok())
+            .map(|pages| pages * page_kib),
+        None => shared_from_status(status),
+    };
     let cmdline = String::from_utf8_lossy(cmdline)
         .split('\0')
         .filter(|a| !a.is_empty())
@@ -103,14 +110,53 @@ pub fn parse_process(
     })
 }
 
+/// statm's shared pages, in KiB, from status: RssFile + RssShmem (both 4.5+), the two
+/// counters statm adds up. `None` on older kernels, where statm is read instead.
+fn shared_from_status(status: &str) -> Option<u64> {
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some(kib("RssFile:")? + kib("RssShmem:")?)
+}
+
 /// Reads one process; `None` if it vanished between the directory listing and the read.
+/// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
 pub fn read_process(ctx: &Ctx, pid: u32, page_kib: u64) -> Option<Process> {
-    let dir = format!("proc/{pid}");
-    let stat = ctx.read(&format!("{dir}/stat")).ok()?;
-    let status = ctx.read(&format!("{dir}/status")).ok()?;
-    let cmdline = std::fs::read(ctx.path(&format!("{dir}/cmdline"))).unwrap_or_default();
-    let statm = ctx.read(&format!("{dir}/statm")).ok();
+    let dir = ctx.path(&format!("proc/{pid}"));
+    let (mut stat, mut status, mut cmdline) = (Vec::new(), Vec::new(), Vec::new());
+    read_small(&dir.join("stat"), &mut stat).ok()?;
+    read_small(&dir.join("status"), &mut status).ok()?;
+    let _ = read_small(&dir.join("cmdline"), &mut cmdline);
+    let status = String::from_utf8_lossy(&status);
+    let statm = match shared_from_status(&status) {
+        Some(_) => None,
+        None => {
+            let mut statm = Vec::new();
+            read_small(&dir.join("statm"), &mut statm).ok();
+            Some(String::from_utf8_lossy(&statm).into_owned()).filter(|s| !s.is_empty())
+        }
+    };
+    let stat = String::from_utf8_lossy(&stat);
     parse_process(pid, &stat, &status, &cmdline, statm.as_deref(), page_kib)
+}
+
+/// Reads a /proc file into `buf` with plain read(2) calls: fs::read and read_to_end
+/// first fstat and lseek for a size hint, which /proc files do not give (size 0), and
+/// those two calls are a third of the syscalls when hundreds of processes are read.
+fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Every process in /proc, by pid. Processes that exit while being read are skipped.

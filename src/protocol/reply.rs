@@ -340,6 +340,10 @@ impl Formatter for QmpFormatter {
         w: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Printable ASCII only (a base64 file read, most names): one write, no decoding.
+        if fragment.bytes().all(|b| b < 0x7F) {
+            return w.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if (c as u32) < 0x7F {
