@@ -7,7 +7,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CARGO     ?= cargo
 SHELL     := /bin/bash
 
-.PHONY: all build deps test run stop bench soak clean rpm deb pkgtest
+.PHONY: all build deps test run stop bench soak fuzz clean rpm deb pkgtest
 
 all: build
 
@@ -106,6 +106,21 @@ bench: build
 soak: build
 	QGA_BIN=$(CURDIR)/target/x86_64-unknown-linux-musl/release/qemu-ga \
 	  $(CARGO) test --release --locked --test soak -- --ignored --nocapture
+
+# The fuzzer (issue #12): tests/fuzz, its own crate, feeds libFuzzer's inputs through the
+# framer and the dispatcher with only read-only commands allowed, for FUZZ_SECONDS. It
+# installs cargo-fuzz when missing (it needs a C++ compiler for libFuzzer) and uses the
+# stable toolchain's sanitizer support through RUSTC_BOOTSTRAP=1. New inputs collect in
+# target/fuzz-corpus (the seeds, tests/fuzz/corpus/dispatch, stay as they are); a crash
+# lands in tests/fuzz/artifacts/dispatch and fails the target. Not part of `make test`:
+# CI runs the seeded stream tests of tests/garbage.rs instead.
+FUZZ_SECONDS ?= 600
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	mkdir -p target/fuzz-corpus
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz dispatch \
+	  target/fuzz-corpus tests/fuzz/corpus/dispatch -- \
+	  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
 # Packages from the static binaries: rpm (x86_64, i686; SysV on CentOS 6, systemd on 7+)
 # and deb (amd64, i386). Need rpmbuild (Debian package `rpm`) and dpkg-deb.

@@ -406,6 +406,52 @@ mod tests {
         assert_eq!(man_text, want_man, "rerun with QGA_BLESS=1");
     }
 
+    /// The shipped read-only preset, uncommented, enables registered commands that only
+    /// read, and no ad-hoc user checks (README.md, "Security model").
+    #[test]
+    fn read_only_preset_enables_only_commands_that_read() {
+        let preset = keys::read_only_preset();
+        let text = preset.replace("\n#allow-rpcs=", "\nallow-rpcs=");
+        let text = text.replace("\n#user-check-adhoc=", "\nuser-check-adhoc=");
+        let mut c = Config::default();
+        assert_eq!(
+            c.load_keyfile(&format!("[general]\n{text}")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(c.allow_rpcs, keys::READ_ONLY_RPCS);
+        assert!(!c.user_check_adhoc);
+        let general = keys::example_config();
+        let general = &general[general.find("[general]").unwrap()..general.find("[bc]").unwrap()];
+        assert!(general.contains(&preset), "the preset sits in [general]");
+        let changers = [
+            "exec\"",
+            "-set-",
+            "set-",
+            "file-",
+            "shutdown",
+            "suspend",
+            "freeze\"",
+            "freeze-list",
+            "thaw",
+            "fstrim",
+            "change-",
+            "user-check",
+            "ssh-add",
+            "ssh-remove",
+            "password",
+        ];
+        for name in keys::READ_ONLY_RPCS {
+            assert!(
+                crate::registry::find(name).is_some(),
+                "{name} is not registered"
+            );
+            let quoted = format!("{name}\"");
+            for bad in changers {
+                assert!(!quoted.contains(bad), "{name} changes the machine");
+            }
+        }
+    }
+
     #[test]
     fn blanks_at_the_ends_survive_a_dump() {
         let mut c = Config::default();

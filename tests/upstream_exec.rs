@@ -50,6 +50,37 @@ fn echo_and_its_status_once() {
     assert_eq!(again["error"]["desc"], "Invalid parameter 'pid'");
 }
 
+/// The host's path and arguments are an argv, never shell text (README.md, "Security
+/// model"): metacharacters reach the program verbatim and nothing they name runs.
+#[test]
+fn shell_text_in_path_and_args_is_never_interpreted() {
+    let dir = common::TempDir::new("exec-meta");
+    let marker = dir.join("pwned");
+    let m = marker.display();
+    let args = [
+        format!("$(touch {m})"),
+        format!("`touch {m}`"),
+        format!("; touch {m}"),
+        format!("| touch {m} && touch {m}"),
+    ];
+    let agent = Agent::start(&[]);
+    let pid = exec(
+        &agent,
+        json!({"path": "/bin/echo", "arg": args, "capture-output": true}),
+    );
+    let st = wait_exited(&agent, &pid);
+    assert_eq!(
+        unb64(&st["out-data"]),
+        format!("{}\n", args.join(" ")).as_bytes()
+    );
+    let reply = agent.request(
+        &json!({"execute": "guest-exec", "arguments": {"path": format!("/bin/true; touch {m}")}})
+            .to_string(),
+    );
+    assert!(reply["error"].is_object(), "{reply}");
+    assert!(!marker.exists(), "host text was interpreted by a shell");
+}
+
 #[test]
 fn twenty_mib_of_output_is_capped_without_stalling_the_agent() {
     let agent = Agent::start(&[]);
