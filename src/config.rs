@@ -418,7 +418,7 @@ mod tests {
             c.load_keyfile(&format!("[general]\n{text}")).unwrap(),
             Vec::<String>::new()
         );
-        assert_eq!(c.allow_rpcs, keys::READ_ONLY_RPCS);
+        assert_eq!(c.allow_rpcs, keys::read_only_rpcs());
         assert!(!c.user_check_adhoc);
         let general = keys::example_config();
         let general = &general[general.find("[general]").unwrap()..general.find("[bc]").unwrap()];
@@ -440,7 +440,7 @@ mod tests {
             "ssh-remove",
             "password",
         ];
-        for name in keys::READ_ONLY_RPCS {
+        for name in keys::read_only_rpcs() {
             assert!(
                 crate::registry::find(name).is_some(),
                 "{name} is not registered"

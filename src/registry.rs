@@ -25,6 +25,9 @@ pub struct Command {
     pub success_response: bool,
     /// May run while filesystems are frozen.
     pub while_frozen: bool,
+    /// Reads the guest's state and nothing else, and runs no program the host chose:
+    /// the shipped config's read-only preset (`allow-rpcs`) lists these.
+    pub read_only: bool,
 }
 
 impl Command {
@@ -34,6 +37,7 @@ impl Command {
             handler,
             success_response: true,
             while_frozen: false,
+            read_only: false,
         }
     }
 
@@ -46,32 +50,49 @@ impl Command {
         self.while_frozen = true;
         self
     }
+
+    pub const fn read_only(mut self) -> Command {
+        self.read_only = true;
+        self
+    }
 }
 
 pub static COMMANDS: &[Command] = &[
     Command::new("guest-sync-delimited", |c, s, a| {
         call_mut(c, s, a, session::sync_delimited)
     })
+    .read_only()
     .while_frozen(),
-    Command::new("guest-sync", |c, s, a| call(c, s, a, session::sync)).while_frozen(),
-    Command::new("guest-ping", |c, s, a| call(c, s, a, session::ping)).while_frozen(),
-    Command::new("guest-info", |c, s, a| call_mut(c, s, a, session::info)).while_frozen(),
+    Command::new("guest-sync", |c, s, a| call(c, s, a, session::sync))
+        .read_only()
+        .while_frozen(),
+    Command::new("guest-ping", |c, s, a| call(c, s, a, session::ping))
+        .read_only()
+        .while_frozen(),
+    Command::new("guest-info", |c, s, a| call_mut(c, s, a, session::info))
+        .read_only()
+        .while_frozen(),
     // BC-Linux monitoring and management (issue #3)
     Command::new("guest-get-memory-status", |c, s, a| {
         call(c, s, a, bc_monitor::get_memory_status)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-system-info", |c, s, a| {
         call(c, s, a, bc_monitor::get_system_info)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-oom-status", |c, s, a| {
         call(c, s, a, bc_oom::get_oom_status)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-app-status", |c, s, a| {
         call_mut(c, s, a, bc_apps::get_app_status)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-disk-status", |c, s, a| {
         call_job(c, s, a, bc_disk::get_disk_status)
-    }),
+    })
+    .read_only(),
     Command::new("guest-user-check", |c, s, a| {
         call_job(c, s, a, bc_check::user_check)
     }),
@@ -83,63 +104,79 @@ pub static COMMANDS: &[Command] = &[
     }),
     Command::new("guest-get-monitoring-items", |c, s, a| {
         call_job(c, s, a, bc_monitor::get_monitoring_items)
-    }),
+    })
+    .read_only(),
     // BC-Linux commands VMAnalyzer polls (issue #5)
     Command::new("bc-guest-get-tcp-snmp", |c, s, a| {
         call(c, s, a, crate::commands::tcp::get_tcp_snmp)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-tcp-conn-state", |c, s, a| {
         call(c, s, a, crate::commands::tcp::get_tcp_conn_state)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-tcp-conn", |c, s, a| {
         call(c, s, a, crate::commands::tcp::get_tcp_conn)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-cpustinfo", |c, s, a| {
         call(c, s, a, crate::commands::cpu_info::get_cpustinfo)
-    }),
+    })
+    .read_only(),
     Command::new("bc-guest-get-diskstats", |c, s, a| {
         call(c, s, a, crate::commands::disk_io::get_diskstats)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-load-average", |c, s, a| {
         call(c, s, a, crate::commands::sysload::get_load_average)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-lastboot-time", |c, s, a| {
         call(c, s, a, crate::commands::sysload::get_lastboot_time)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-cpu-utilization", |c, s, a| {
         call_mut(c, s, a, crate::commands::sysload::get_cpu_utilization)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-cputopn-status", |c, s, a| {
         call_mut(c, s, a, crate::commands::topn::get_cputopn_status)
-    }),
+    })
+    .read_only(),
     Command::new("guest-get-memtopn-status", |c, s, a| {
         call_mut(c, s, a, crate::commands::topn::get_memtopn_status)
-    }),
+    })
+    .read_only(),
     // Upstream parity I: host, time, network, CPUs, memory blocks, power, users (issue #4)
     Command::new("guest-get-host-name", |c, s, a| {
         call(c, s, a, host::get_host_name)
-    }),
-    Command::new("guest-get-time", |c, s, a| call(c, s, a, time::get_time)),
+    })
+    .read_only(),
+    Command::new("guest-get-time", |c, s, a| call(c, s, a, time::get_time)).read_only(),
     Command::new("guest-set-time", |c, s, a| {
         call_job(c, s, a, time::set_time)
     }),
-    Command::new("guest-get-vcpus", |c, s, a| call(c, s, a, cpu::get_vcpus)),
+    Command::new("guest-get-vcpus", |c, s, a| call(c, s, a, cpu::get_vcpus)).read_only(),
     Command::new("guest-set-vcpus", |c, s, a| call(c, s, a, cpu::set_vcpus)),
     Command::new("guest-get-memory-blocks", |c, s, a| {
         call(c, s, a, memory::get_memory_blocks)
-    }),
+    })
+    .read_only(),
     Command::new("guest-set-memory-blocks", |c, s, a| {
         call(c, s, a, memory::set_memory_blocks)
     }),
     Command::new("guest-get-memory-block-info", |c, s, a| {
         call(c, s, a, memory::get_memory_block_info)
-    }),
+    })
+    .read_only(),
     Command::new("guest-network-get-interfaces", |c, s, a| {
         call(c, s, a, net::get_interfaces)
-    }),
+    })
+    .read_only(),
     Command::new("guest-network-get-route", |c, s, a| {
         call(c, s, a, net::get_route)
-    }),
+    })
+    .read_only(),
     Command::new("guest-shutdown", |c, s, a| {
         call_job(c, s, a, power::shutdown)
     })
@@ -163,15 +200,18 @@ pub static COMMANDS: &[Command] = &[
     }),
     Command::new("guest-get-osinfo", |c, s, a| {
         call(c, s, a, host::get_osinfo)
-    }),
-    Command::new("guest-get-users", |c, s, a| call(c, s, a, users::get_users)),
+    })
+    .read_only(),
+    Command::new("guest-get-users", |c, s, a| call(c, s, a, users::get_users)).read_only(),
     Command::new("guest-get-timezone", |c, s, a| {
         call(c, s, a, time::get_timezone)
-    }),
-    Command::new("guest-get-load", |c, s, a| call(c, s, a, cpu::get_load)),
+    })
+    .read_only(),
+    Command::new("guest-get-load", |c, s, a| call(c, s, a, cpu::get_load)).read_only(),
     Command::new("guest-get-cpustats", |c, s, a| {
         call(c, s, a, cpu::get_cpustats)
-    }),
+    })
+    .read_only(),
     Command::new("guest-set-user-password", |c, s, a| {
         call_job(c, s, a, users::set_user_password)
     }),
@@ -188,11 +228,13 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-fstrim", |c, s, a| call(c, s, a, fs::fstrim)),
     Command::new("guest-get-fsinfo", |c, s, a| {
         call_job(c, s, a, fs::get_fsinfo)
-    }),
-    Command::new("guest-get-disks", |c, s, a| call(c, s, a, disks::get_disks)),
+    })
+    .read_only(),
+    Command::new("guest-get-disks", |c, s, a| call(c, s, a, disks::get_disks)).read_only(),
     Command::new("guest-get-diskstats", |c, s, a| {
         call(c, s, a, disks::get_diskstats)
-    }),
+    })
+    .read_only(),
     // Upstream parity II: files (issue #9)
     Command::new("guest-file-open", |c, s, a| call_mut(c, s, a, file::open)),
     Command::new("guest-file-close", |c, s, a| call_mut(c, s, a, file::close)),
@@ -204,6 +246,7 @@ pub static COMMANDS: &[Command] = &[
     Command::new("guest-fsfreeze-status", |c, s, a| {
         call_mut(c, s, a, fsfreeze::status)
     })
+    .read_only()
     .while_frozen(),
     Command::new("guest-fsfreeze-freeze", |c, s, a| {
         call_job_mut(c, s, a, fsfreeze::freeze_all)
@@ -216,6 +259,15 @@ pub static COMMANDS: &[Command] = &[
     })
     .while_frozen(),
 ];
+
+/// The read-only commands, in table order (the read-only preset).
+pub fn read_only_names() -> Vec<&'static str> {
+    COMMANDS
+        .iter()
+        .filter(|c| c.read_only)
+        .map(|c| c.name)
+        .collect()
+}
 
 pub fn find(name: &str) -> Option<&'static Command> {
     COMMANDS.iter().find(|c| c.name == name)

@@ -355,48 +355,14 @@ fn comment(text: &str) -> String {
     out
 }
 
-/// The commands of the read-only preset in the shipped config: they read the guest's
-/// state and nothing else, and run no program the host chose (guest-user-check, which
-/// does, is left out; so are guest-file-*, which could read any file as root). The
-/// statvfs of a network or FUSE mount runs in a child, which changes nothing.
-pub const READ_ONLY_RPCS: &[&str] = &[
-    "guest-sync-delimited",
-    "guest-sync",
-    "guest-ping",
-    "guest-info",
-    "guest-get-memory-status",
-    "guest-get-system-info",
-    "guest-get-oom-status",
-    "guest-get-app-status",
-    "guest-get-disk-status",
-    "guest-get-monitoring-items",
-    "bc-guest-get-tcp-snmp",
-    "guest-get-tcp-conn-state",
-    "guest-get-tcp-conn",
-    "guest-get-cpustinfo",
-    "bc-guest-get-diskstats",
-    "guest-get-load-average",
-    "guest-get-lastboot-time",
-    "guest-get-cpu-utilization",
-    "guest-get-cputopn-status",
-    "guest-get-memtopn-status",
-    "guest-get-host-name",
-    "guest-get-time",
-    "guest-get-vcpus",
-    "guest-get-memory-blocks",
-    "guest-get-memory-block-info",
-    "guest-network-get-interfaces",
-    "guest-network-get-route",
-    "guest-get-osinfo",
-    "guest-get-users",
-    "guest-get-timezone",
-    "guest-get-load",
-    "guest-get-cpustats",
-    "guest-get-fsinfo",
-    "guest-get-disks",
-    "guest-get-diskstats",
-    "guest-fsfreeze-status",
-];
+/// The commands of the read-only preset in the shipped config, those the registry marks
+/// `read_only`: they read the guest's state and nothing else, and run no program the
+/// host chose (guest-user-check, which does, is left out; so are guest-file-*, which
+/// could read any file as root). The statvfs of a network or FUSE mount runs in a
+/// child, which changes nothing.
+pub fn read_only_rpcs() -> Vec<&'static str> {
+    crate::registry::read_only_names()
+}
 
 /// The commented example config the packages install (every key, commented out, with its
 /// default), as `make` would write it: see `shipped_files_match_the_table`.
@@ -428,7 +394,7 @@ pub fn read_only_preset() -> String {
         "Read-only preset: to let the host read the guest's state but change nothing and \
          run nothing, uncomment these two lines (README.md, \"Security model\").",
     );
-    out.push_str(&format!("#allow-rpcs={}\n", READ_ONLY_RPCS.join(",")));
+    out.push_str(&format!("#allow-rpcs={}\n", read_only_rpcs().join(",")));
     out.push_str("#user-check-adhoc=false\n");
     out
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use qga::config::keys::READ_ONLY_RPCS;
+use qga::config::keys::read_only_rpcs;
 use qga::config::Config;
 use qga::ctx::{Ctx, Session};
 use qga::protocol::dispatch::{self, Outcome};
@@ -29,7 +29,7 @@ fn ctx() -> &'static Ctx {
     static CTX: OnceLock<Ctx> = OnceLock::new();
     CTX.get_or_init(|| {
         let config = Config {
-            allow_rpcs: READ_ONLY_RPCS
+            allow_rpcs: read_only_rpcs()
                 .iter()
                 .filter(|name| !STARTS_A_CHILD.contains(name))
                 .map(|name| name.to_string())
