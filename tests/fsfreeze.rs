@@ -6,19 +6,19 @@
 
 mod common;
 
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Agent, TempDir};
+use common::{Agent, LoopMount, TempDir};
 use serde_json::{json, Value};
 
 /// Two mounted ext4 images and a bind mount of the first, below `root`.
 struct Mounts {
+    /// Dropped first, last mounted first: the bind mount before what is under it.
+    _mounted: Vec<LoopMount>,
     root: TempDir,
-    mounted: Vec<PathBuf>,
 }
 
 /// The mountpoints as the agent sees them (below the sysroot).
@@ -34,28 +34,20 @@ fn run(cmd: &mut Command) {
 impl Mounts {
     fn new() -> Mounts {
         let root = TempDir::new("fsfreeze");
-        let mut m = Mounts {
-            root,
-            mounted: Vec::new(),
-        };
+        let mut mounted = Vec::new();
         for name in ["a", "b"] {
-            let img = m.root.join(&format!("{name}.img"));
-            File::create(&img).unwrap().set_len(32 << 20).unwrap();
-            run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
-            let dir = m.root.join(&format!("mnt/{name}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            run(Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&img)
-                .arg(&dir));
-            m.mounted.push(dir);
+            let dir = root.join(&format!("mnt/{name}"));
+            mounted.push(LoopMount::ext4(&root, 32, &dir, "loop"));
         }
-        let sub = m.root.join("mnt/a/sub");
+        let sub = root.join("mnt/a/sub");
         std::fs::create_dir(&sub).unwrap();
-        let bind = m.root.join("mnt/bind");
-        std::fs::create_dir(&bind).unwrap();
-        run(Command::new("mount").arg("--bind").arg(&sub).arg(&bind));
-        m.mounted.push(bind);
+        mounted.push(LoopMount::bind(&sub, &root.join("mnt/bind")));
+        // Vec drops front to back: keep the last mounted first.
+        mounted.reverse();
+        let m = Mounts {
+            _mounted: mounted,
+            root,
+        };
         let mut info = String::new();
         for (i, rel) in [A, B, BIND].iter().enumerate() {
             let dev = std::fs::metadata(m.dir(rel)).unwrap().dev();
@@ -77,12 +69,6 @@ impl Mounts {
 
     fn agent(&self, extra: &[&str]) -> Agent {
         Agent::with_sysroot(self.root.path(), extra)
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        common::thaw_and_unmount(self.mounted.iter().rev().map(PathBuf::as_path));
     }
 }
 

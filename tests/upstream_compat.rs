@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -839,45 +839,30 @@ fn file_differences_from_the_reference() {
     assert_eq!(std::fs::read(&out).unwrap(), b"hi");
 }
 
-/// An ext4 image on a loop device and a bind mount of a directory in it; thawed (until
-/// refused) and unmounted on drop, so a failed assertion never leaves it frozen.
-struct LoopMount {
+/// An ext4 image on a loop device and a bind mount of a directory in it, both undone
+/// (thawed first) on drop, so a failed assertion never leaves them frozen.
+struct FreezeFixture {
+    // Fields drop in order: the bind mount before the filesystem under it.
+    _bind: common::LoopMount,
+    _mnt: common::LoopMount,
     dir: TempDir,
 }
 
-impl LoopMount {
-    fn new() -> LoopMount {
+impl FreezeFixture {
+    fn new() -> FreezeFixture {
         let dir = TempDir::new("compat-freeze");
-        let img = dir.join("fs.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(32 << 20)
-            .unwrap();
-        let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
-        ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
-        std::fs::create_dir(dir.join("mnt")).unwrap();
-        ok(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(dir.join("mnt")));
+        let mnt = common::LoopMount::ext4(&dir, 32, &dir.join("mnt"), "loop");
         std::fs::create_dir(dir.join("mnt/sub")).unwrap();
-        std::fs::create_dir(dir.join("bind")).unwrap();
-        ok(Command::new("mount")
-            .arg("--bind")
-            .arg(dir.join("mnt/sub"))
-            .arg(dir.join("bind")));
-        LoopMount { dir }
+        let bind = common::LoopMount::bind(&dir.join("mnt/sub"), &dir.join("bind"));
+        FreezeFixture {
+            _bind: bind,
+            _mnt: mnt,
+            dir,
+        }
     }
 
     fn path(&self, rel: &str) -> String {
         self.dir.join(rel).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        let dirs = [self.dir.join("bind"), self.dir.join("mnt")];
-        common::thaw_and_unmount(dirs.iter().map(PathBuf::as_path));
     }
 }
 
@@ -892,7 +877,7 @@ fn freeze_list_matches_the_reference() {
         return;
     };
     let ours = Agent::start(&[]);
-    let m = LoopMount::new();
+    let m = FreezeFixture::new();
     let list = |paths: Value| req("guest-fsfreeze-freeze-list", json!({"mountpoints": paths}));
     let script = [
         req("guest-fsfreeze-status", json!({})),

@@ -100,13 +100,16 @@ impl Drop for TempDir {
     }
 }
 
-/// An ext4 image of `mib` MiB in `dir`, loop-mounted on `mnt` with `options` ("loop,ro");
-/// unmounted (and the loop device detached) on drop, even when the test fails. Root only.
+/// A mount for a test (a loop-mounted ext4 image, or a bind mount), thawed and unmounted
+/// (the loop device detached) on drop, even when the test fails. Root only.
 pub struct LoopMount(PathBuf);
 
 impl LoopMount {
+    /// A `mib` MiB ext4 image in `dir` (named after the mountpoint, so one `dir` holds
+    /// several), mounted on `mnt` with `options`.
     pub fn ext4(dir: &TempDir, mib: u64, mnt: &Path, options: &str) -> LoopMount {
-        let image = dir.join("fs.img");
+        let name = mnt.file_name().unwrap().to_string_lossy();
+        let image = dir.join(&format!("{name}.img"));
         std::fs::create_dir_all(mnt).unwrap();
         std::fs::File::create(&image)
             .unwrap()
@@ -127,11 +130,25 @@ impl LoopMount {
         assert!(ok.success(), "mount -o {options}");
         LoopMount(mnt.to_path_buf())
     }
+
+    /// `src` bind-mounted on `mnt` (created).
+    pub fn bind(src: &Path, mnt: &Path) -> LoopMount {
+        std::fs::create_dir_all(mnt).unwrap();
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .arg(src)
+            .arg(mnt)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount --bind");
+        LoopMount(mnt.to_path_buf())
+    }
 }
 
 impl Drop for LoopMount {
+    /// Thawed first (a failed freeze test must not leave it frozen), then unmounted.
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        thaw_and_unmount([self.0.as_path()]);
     }
 }
 
