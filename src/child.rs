@@ -251,8 +251,7 @@ impl Children {
     /// kills those past their deadline, and returns the children that are done.
     pub fn service(&mut self, reap: bool) -> Vec<(ChildId, Finished)> {
         if reap {
-            self.killed
-                .retain(|&pid| !matches!(sys::try_wait(pid), Ok(Some(_)) | Err(_)));
+            self.reap_killed();
         }
         let now = Instant::now();
         let mut done = Vec::new();
@@ -306,6 +305,12 @@ impl Children {
         done
     }
 
+    /// Reaps the children killed earlier that have died since (ECHILD: already gone).
+    fn reap_killed(&mut self) {
+        self.killed
+            .retain(|&pid| !matches!(sys::try_wait(pid), Ok(Some(_)) | Err(_)));
+    }
+
     /// The agent is stopping: SIGKILLs the process group of each of its own helpers
     /// and reaps what dies within `grace` (what is left is inherited and reaped by
     /// init). Programs the host started with guest-exec are left running, as qemu-ga
@@ -321,8 +326,7 @@ impl Children {
         let until = Instant::now() + grace;
         let mut nap = Duration::from_millis(1);
         while !self.killed.is_empty() && Instant::now() < until {
-            self.killed
-                .retain(|&pid| !matches!(sys::try_wait(pid), Ok(Some(_)) | Err(_)));
+            self.reap_killed();
             if self.killed.is_empty() {
                 break;
             }
