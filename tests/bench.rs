@@ -275,13 +275,7 @@ fn garbage_flood(agent: &Running) -> bool {
         b"\\u00",
     ];
     let mut rng = Rng(0x0bad_5eed_0bad_5eed);
-    let mut input = Vec::new();
-    while input.len() < 4 << 20 {
-        input.extend_from_slice(PIECES[rng.below(PIECES.len())]);
-    }
-    input.extend_from_slice(
-        b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":4242}}",
-    );
+    let input = rng.garbage(&PIECES, 4 << 20);
     let mut s = UnixStream::connect(&agent.sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut w = s.try_clone().unwrap();

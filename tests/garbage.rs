@@ -113,13 +113,7 @@ fn millions_of_garbage_bytes_through_the_binary() {
     let mut c = agent.connect();
     let mut writer = c.stream.try_clone().unwrap();
     let mut rng = Rng(0x0bad_5eed_0bad_5eed);
-    let mut input = Vec::new();
-    while input.len() < 4 << 20 {
-        input.extend_from_slice(PIECES[rng.below(PIECES.len())]);
-    }
-    input.extend_from_slice(
-        b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":4242}}",
-    );
+    let input = rng.garbage(PIECES, 4 << 20);
     let total = input.len();
     let feeder = std::thread::spawn(move || {
         let mut rest = &input[..];

@@ -409,6 +409,19 @@ impl FakeBin {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// At least `len` bytes of `pieces` picked at random, then 0xFF and a
+    /// guest-sync-delimited with id 4242: a garbage flood a host can resync after.
+    pub fn garbage(&mut self, pieces: &[&[u8]], len: usize) -> Vec<u8> {
+        let mut input = Vec::new();
+        while input.len() < len {
+            input.extend_from_slice(pieces[self.below(pieces.len())]);
+        }
+        input.extend_from_slice(
+            b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":4242}}",
+        );
+        input
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
