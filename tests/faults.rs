@@ -67,20 +67,7 @@ fn missing_or_truncated_proc_files_fail_one_command() {
 fn a_full_log_disk_does_not_stop_the_agent() {
     let dir = TempDir::new("faults-enospc");
     let fs = dir.join("logfs");
-    std::fs::create_dir(&fs).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&fs)
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(fs.clone());
+    let _mount = common::LoopMount::tmpfs(&fs, "64k");
     let log = fs.join("qga.log");
     let agent = Agent::start(&["-v", "-l", log.to_str().unwrap()]);
     // Fill the filesystem, then make the agent log far more than fits.

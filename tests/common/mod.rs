@@ -131,6 +131,18 @@ impl LoopMount {
         LoopMount(mnt.to_path_buf())
     }
 
+    /// A tmpfs of `size` ("64k") on `mnt` (created).
+    pub fn tmpfs(mnt: &Path, size: &str) -> LoopMount {
+        std::fs::create_dir_all(mnt).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(mnt)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount -t tmpfs");
+        LoopMount(mnt.to_path_buf())
+    }
+
     /// `src` bind-mounted on `mnt` (created).
     pub fn bind(src: &Path, mnt: &Path) -> LoopMount {
         std::fs::create_dir_all(mnt).unwrap();
