@@ -13,6 +13,7 @@ pub mod fsids;
 pub mod hostname;
 pub mod ifaddrs;
 pub mod klog;
+pub mod mem;
 pub mod nvme;
 pub mod poll;
 pub mod process;
