@@ -10,6 +10,9 @@ use qga::ctx::Ctx;
 use qga::daemon::{self, PidFile};
 use qga::{log, sys};
 
+#[global_allocator]
+static ALLOC: sys::alloc::Pool = sys::alloc::Pool::new();
+
 fn main() {
     let code = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Action::Print(text)) => {

@@ -3,6 +3,7 @@
 //! Linux 2.6.32; anything newer gets an ENOSYS fallback and names its version.
 #![allow(unsafe_code)]
 
+pub mod alloc;
 pub mod child;
 pub mod clock;
 pub mod dirfd;
