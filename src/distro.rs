@@ -40,6 +40,16 @@ pub fn identify(ctx: &Ctx) -> Distro {
     identify_with(ctx, std::env::var_os(OS_RELEASE_ENV).as_deref())
 }
 
+/// As [`identify`] without `full_version` (left `None` unless the release file is what
+/// answered): guest-get-osinfo has no use for it, and looking for it means trying up to
+/// ten release files on every call.
+pub fn identify_os(ctx: &Ctx) -> Distro {
+    match std::env::var_os(OS_RELEASE_ENV) {
+        Some(path) => identify_with(ctx, Some(&path)),
+        None => from_files(ctx),
+    }
+}
+
 /// As [`identify`], with the value of `$QGA_OS_RELEASE` given. As in qemu-ga, a set
 /// variable names the only os-release file read: a path on the running system (not
 /// below the context's root; a relative one is relative to the agent's working

@@ -144,7 +144,7 @@ fn persist_hostname(ctx: &Ctx, new: &str) -> Result<(), Error> {
 
 /// RHEL/CentOS before 7 keep the name in /etc/sysconfig/network only.
 fn uses_sysconfig(ctx: &Ctx) -> bool {
-    let d = distro::identify(ctx);
+    let d = distro::identify_os(ctx);
     let rhel_like = matches!(d.id.as_deref(), Some("centos" | "rhel" | "bclinux"))
         || d.name
             .as_deref()

@@ -53,7 +53,7 @@ pub struct OsInfo {
 /// taken from /etc/centos-release and friends; qemu-ga leaves those members out.
 pub fn get_osinfo(ctx: &Ctx, _: NoArgs) -> Result<OsInfo, Error> {
     let uts = uname::uname().map_err(|e| Error::io("uname failed", e))?;
-    Ok(osinfo(&uts, distro::identify(ctx)))
+    Ok(osinfo(&uts, distro::identify_os(ctx)))
 }
 
 pub fn osinfo(uts: &Uts, d: Distro) -> OsInfo {
