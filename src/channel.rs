@@ -280,7 +280,7 @@ pub fn find_virtio_port(sys_root: &Path) -> Option<PathBuf> {
     let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     entries.into_iter().find_map(|e| {
-        let name = std::fs::read_to_string(e.path().join("name")).ok()?;
+        let name = crate::whole_file::read_to_string(&e.path().join("name")).ok()?;
         (name.trim_end() == VIRTIO_PORT_NAME).then(|| Path::new("/dev").join(e.file_name()))
     })
 }

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::files::FileHandles;
 use crate::proc::CpuSampler;
 use crate::registry::Filter;
+use crate::whole_file;
 
 pub struct Ctx {
     /// "/" on a real guest; a fixture tree in tests.
@@ -82,7 +83,10 @@ impl Ctx {
 }
 
 fn read_text(path: &Path) -> Result<String, Error> {
-    let bytes = std::fs::read(path)
+    let mut bytes = Vec::new();
+    whole_file::read_into(path, &mut bytes)
         .map_err(|e| Error::io(format!("failed to read '{}'", path.display()), e))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
+

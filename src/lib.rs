@@ -26,3 +26,4 @@ pub mod sys;
 pub mod sysfs;
 pub mod untrusted;
 pub mod utmp;
+pub mod whole_file;

@@ -34,7 +34,7 @@ pub fn format_utc(secs: i64) -> String {
 /// The zone named by `tz` (the value of $TZ, if set), read below the context's root.
 pub fn zone(ctx: &Ctx, tz: Option<&str>) -> Zone {
     let from_file = |rel: &str| -> Option<Zone> {
-        let bytes = std::fs::read(ctx.path(rel)).ok()?;
+        let bytes = crate::whole_file::read(&ctx.path(rel)).ok()?;
         parse_tzif(&bytes)
     };
     let Some(tz) = tz else {

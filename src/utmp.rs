@@ -60,7 +60,7 @@ const UTMP_FILES: [&str; 2] = ["var/run/utmp", "run/utmp"];
 /// without utmp support) reads as no sessions, as glibc's getutxent gives.
 pub fn read_current(ctx: &crate::ctx::Ctx) -> Result<Vec<UtmpRecord>, crate::error::Error> {
     for rel in UTMP_FILES {
-        match std::fs::read(ctx.path(rel)) {
+        match crate::whole_file::read(&ctx.path(rel)) {
             Ok(bytes) => return Ok(parse_records(&bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {

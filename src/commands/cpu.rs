@@ -117,7 +117,7 @@ fn read_online(ctx: &Ctx, id: i64) -> Result<Option<bool>, Error> {
         return Err(Error::io(format!("open(\"/{dir}/\")"), e));
     }
     let rel = format!("{dir}/online");
-    match std::fs::read(ctx.path(&rel)) {
+    match crate::whole_file::read(&ctx.path(&rel)) {
         Ok(bytes) => match bytes.first() {
             Some(&b) => Ok(Some(b != b'0')),
             None => Err(Error::Failed(format!("pread(\"/{rel}\"): unexpected EOF"))),

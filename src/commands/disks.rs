@@ -221,7 +221,7 @@ pub struct DiskStats {
 
 /// guest-get-diskstats: every line of /proc/diskstats, in the kernel's order.
 pub fn get_diskstats(ctx: &Ctx, _: NoArgs) -> Result<Vec<DiskStatsInfo>, Error> {
-    let text = std::fs::read(ctx.path("proc/diskstats"))
+    let text = crate::whole_file::read(&ctx.path("proc/diskstats"))
         .map_err(|e| Error::io("Could not open '/proc/diskstats'", e))?;
     Ok(parse_diskstats(&String::from_utf8_lossy(&text))
         .iter()

@@ -127,7 +127,7 @@ fn read_block(ctx: &Ctx, index: u64) -> Result<MemoryBlock, Error> {
 }
 
 fn read_attribute(ctx: &Ctx, rel: &str) -> io::Result<String> {
-    std::fs::read_to_string(ctx.path(rel))
+    crate::whole_file::read_to_string(&ctx.path(rel))
 }
 
 /// One response per requested block, in request order; failures are per block.

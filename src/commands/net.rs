@@ -222,7 +222,7 @@ pub fn get_route(ctx: &Ctx, _: NoArgs) -> Result<Vec<NetworkRoute>, Error> {
 
 /// A /proc file's text; None for the IPv6 file when the kernel has no IPv6.
 fn read_proc(ctx: &Ctx, rel: &str) -> Result<Option<String>, Error> {
-    match std::fs::read(ctx.path(rel)) {
+    match crate::whole_file::read(&ctx.path(rel)) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound && rel.ends_with("ipv6_route") => Ok(None),
         Err(e) => Err(Error::io(format!("open(\"/{rel}\")"), e)),

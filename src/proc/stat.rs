@@ -90,13 +90,10 @@ pub fn parse_stat(text: &str) -> Result<Stat, Error> {
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let Some(key) = f.next() else { continue };
-        let rest: Vec<&str> = f.collect();
-        let first = || rest.first().and_then(|s| s.parse::<u64>().ok());
+        // Only the cpu lines are split into a list: "intr" has a field per interrupt
+        // (thousands on a large guest), and is not read at all.
+        let mut first = || f.next().and_then(|s| s.parse::<u64>().ok());
         match key {
-            "cpu" => {
-                stat.total = CpuTimes::parse(&rest).ok_or_else(|| bad("cpu line"))?;
-                have_cpu = true;
-            }
             "btime" => {
                 stat.btime = first().ok_or_else(|| bad("btime"))?;
                 have_btime = true;
@@ -106,9 +103,15 @@ pub fn parse_stat(text: &str) -> Result<Stat, Error> {
             "procs_running" => stat.procs_running = first(),
             "procs_blocked" => stat.procs_blocked = first(),
             _ => {
-                if let Some(n) = key.strip_prefix("cpu").and_then(|n| n.parse().ok()) {
-                    let times = CpuTimes::parse(&rest).ok_or_else(|| bad(key))?;
-                    stat.cpus.push((n, times));
+                let Some(n) = key.strip_prefix("cpu") else { continue };
+                let rest: Vec<&str> = f.collect();
+                let what = if n.is_empty() { "cpu line" } else { key };
+                let times = CpuTimes::parse(&rest).ok_or_else(|| bad(what));
+                if n.is_empty() {
+                    stat.total = times?;
+                    have_cpu = true;
+                } else if let Ok(n) = n.parse() {
+                    stat.cpus.push((n, times?));
                 }
             }
         }

@@ -110,13 +110,13 @@ impl Device {
     }
 
     fn attr(&self, name: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.dir.join(name)).ok()?;
+        let text = crate::whole_file::read_to_string(&self.dir.join(name)).ok()?;
         Some(text.trim().to_string())
     }
 
     /// The device node udev makes: "/dev/" and DEVNAME from `uevent`.
     pub fn devnode(&self) -> Option<String> {
-        let uevent = std::fs::read_to_string(self.dir.join("uevent")).ok()?;
+        let uevent = crate::whole_file::read_to_string(&self.dir.join("uevent")).ok()?;
         uevent
             .lines()
             .find_map(|l| l.strip_prefix("DEVNAME="))
@@ -170,7 +170,7 @@ impl Device {
             self.dir.clone()
         };
         let read = |rel: &str| {
-            std::fs::read_to_string(disk.join(rel))
+            crate::whole_file::read_to_string(&disk.join(rel))
                 .ok()
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
