@@ -89,4 +89,3 @@ fn read_text(path: &Path) -> Result<String, Error> {
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
-

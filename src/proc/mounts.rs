@@ -113,8 +113,14 @@ pub fn fs_mounts_from_mountinfo(
     let mut out: Vec<MountInfo> = Vec::new();
     for mut m in mounts {
         if m.major == 0 {
-            match (m.fstype.as_str(), stat(&m.device)) {
-                ("btrfs", Source::Block(major, minor)) => (m.major, m.minor) = (major, minor),
+            // Only btrfs's source is looked at: any other (proc, tmpfs, a FUSE mount's
+            // made-up name, a path inside a user's FUSE mount) is not a disk, and a
+            // stat of it would cost a syscall per mount or wait on a FUSE daemon.
+            if m.fstype != "btrfs" {
+                continue;
+            }
+            match stat(&m.device) {
+                Source::Block(major, minor) => (m.major, m.minor) = (major, minor),
                 _ => continue,
             }
         }
@@ -162,6 +168,9 @@ pub fn fs_mounts_from_mtab(mounts: Vec<Mount>, stat: impl Fn(&str) -> Source) ->
 /// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash: mangle() in
 /// fs/proc_namespace.c, fs/namespace.c on 2.6.32).
 pub(crate) fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_owned();
+    }
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -103,7 +103,9 @@ pub fn parse_stat(text: &str) -> Result<Stat, Error> {
             "procs_running" => stat.procs_running = first(),
             "procs_blocked" => stat.procs_blocked = first(),
             _ => {
-                let Some(n) = key.strip_prefix("cpu") else { continue };
+                let Some(n) = key.strip_prefix("cpu") else {
+                    continue;
+                };
                 let rest: Vec<&str> = f.collect();
                 let what = if n.is_empty() { "cpu line" } else { key };
                 let times = CpuTimes::parse(&rest).ok_or_else(|| bad(what));

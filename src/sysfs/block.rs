@@ -5,6 +5,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -176,7 +177,7 @@ impl Device {
                 .filter(|s| !s.is_empty())
         };
         if self.path.contains("/virtio") && !self.path.contains("/target") {
-            return read("serial");
+            return virtio_serial(&disk, || read("serial"));
         }
         if self.path.contains("/nvme/") {
             let model = read("device/model")?;
@@ -185,6 +186,37 @@ impl Device {
         }
         None
     }
+}
+
+/// A sysfs directory's identity: inode and change time, so that a disk plugged in where
+/// another was (a new directory at the same path, maybe with a reused inode number on old
+/// kernels) is not taken for it.
+type DirId = (u64, u64, i64, i64);
+
+/// Serials already read, by directory, for [`virtio_serial`].
+static SERIALS: Mutex<Vec<(DirId, Option<String>)>> = Mutex::new(Vec::new());
+/// Disks whose serials are kept: more are forgotten all at once.
+const SERIALS_KEPT: usize = 256;
+
+/// virtio-blk's `serial`, read once per disk: reading the attribute sends the device a
+/// request (VIRTIO_BLK_T_GET_ID) and waits for it, a third of guest-get-fsinfo's CPU
+/// per call, and a disk's serial is fixed when it is created.
+fn virtio_serial(disk: &Path, read: impl FnOnce() -> Option<String>) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(disk) else {
+        return read();
+    };
+    let id = (m.dev(), m.ino(), m.ctime(), m.ctime_nsec());
+    let mut kept = SERIALS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, serial)) = kept.iter().find(|(k, _)| *k == id) {
+        return serial.clone();
+    }
+    let serial = read();
+    if kept.len() >= SERIALS_KEPT {
+        kept.clear();
+    }
+    kept.push((id, serial.clone()));
+    serial
 }
 
 fn basename(path: &str) -> &str {
