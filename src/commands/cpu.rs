@@ -44,14 +44,16 @@ pub struct SetVcpusArgs {
 pub fn get_vcpus(ctx: &Ctx, _: NoArgs) -> Result<Vec<LogicalProcessor>, Error> {
     let entries = std::fs::read_dir(ctx.path(CPU_DIR))
         .map_err(|e| Error::io(format!("failed to list entries: /{CPU_DIR}"), e))?;
+    // The entry's type comes with the listing: no stat per CPU directory.
     let mut ids: Vec<i64> = entries
         .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| cpu_id(&e.file_name().to_string_lossy()))
         .collect();
     ids.sort_unstable();
     ids.into_iter()
         .map(|id| {
-            let online = read_online(ctx, id)?;
+            let online = online_state(ctx, id)?;
             Ok(LogicalProcessor {
                 logical_id: id,
                 online: online.unwrap_or(true),
@@ -116,7 +118,12 @@ fn read_online(ctx: &Ctx, id: i64) -> Result<Option<bool>, Error> {
     }) {
         return Err(Error::io(format!("open(\"/{dir}/\")"), e));
     }
-    let rel = format!("{dir}/online");
+    online_state(ctx, id)
+}
+
+/// [`read_online`] for a CPU directory known to exist.
+fn online_state(ctx: &Ctx, id: i64) -> Result<Option<bool>, Error> {
+    let rel = format!("{CPU_DIR}/cpu{id}/online");
     match crate::whole_file::read(&ctx.path(&rel)) {
         Ok(bytes) => match bytes.first() {
             Some(&b) => Ok(Some(b != b'0')),
