@@ -49,9 +49,10 @@ pub fn get_interfaces(ctx: &Ctx, _: NoArgs) -> Result<Vec<NetworkInterface>, Err
         .read("proc/net/dev")
         .map(|text| procnet::parse_net_dev(&text))
         .unwrap_or_default();
+    let hw = ifaddrs::HardwareAddresses::new().ok();
     Ok(build_interfaces(
         &addrs,
-        |name| ifaddrs::hardware_address(name).ok(),
+        |name| hw.as_ref()?.of(name).ok(),
         &stats,
     ))
 }

@@ -71,34 +71,47 @@ unsafe fn ip_of(sa: *const libc::sockaddr) -> Option<IpAddr> {
     }
 }
 
-/// The hardware address of interface `name` (SIOCGIFHWADDR). The kernel strips an alias
-/// label itself, so "eth0:1" gives eth0's address; loopback gives all zeros.
-pub fn hardware_address(name: &str) -> io::Result<[u8; 6]> {
-    let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let bytes = cname.as_bytes_with_nul();
-    if bytes.len() > libc::IFNAMSIZ {
-        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+/// SIOCGIFHWADDR queries, all through one socket (a socket per interface was most of
+/// guest-network-get-interfaces' kernel time).
+pub struct HardwareAddresses {
+    sock: OwnedFd,
+}
+
+impl HardwareAddresses {
+    pub fn new() -> io::Result<HardwareAddresses> {
+        // SAFETY: plain socket(2) call; the result is checked and owned at once.
+        let fd = check(unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+        })?;
+        // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(HardwareAddresses { sock })
     }
-    // SAFETY: plain socket(2) call; the result is checked and owned at once.
-    let fd =
-        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: an all-zero ifreq is valid (name NUL-filled, union zeroed).
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
+
+    /// The hardware address of interface `name`. The kernel strips an alias label
+    /// itself, so "eth0:1" gives eth0's address; loopback gives all zeros.
+    pub fn of(&self, name: &str) -> io::Result<[u8; 6]> {
+        let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let bytes = cname.as_bytes_with_nul();
+        if bytes.len() > libc::IFNAMSIZ {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        // SAFETY: an all-zero ifreq is valid (name NUL-filled, union zeroed).
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFHWADDR fills `req.ifr_ifru.ifru_hwaddr`; `req` lives for the
+        // call and the socket is open.
+        check(unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut req) })?;
+        // SAFETY: after a successful SIOCGIFHWADDR the union holds ifru_hwaddr.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+        let mut mac = [0u8; 6];
+        for (dst, &src) in mac.iter_mut().zip(data.iter()) {
+            *dst = src as u8;
+        }
+        Ok(mac)
     }
-    // SAFETY: SIOCGIFHWADDR fills `req.ifr_ifru.ifru_hwaddr`; `req` lives for the call
-    // and `sock` is open.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut req) })?;
-    // SAFETY: after a successful SIOCGIFHWADDR the union holds ifru_hwaddr.
-    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (dst, &src) in mac.iter_mut().zip(data.iter()) {
-        *dst = src as u8;
-    }
-    Ok(mac)
 }
 
 #[cfg(test)]
@@ -115,12 +128,15 @@ mod tests {
 
     #[test]
     fn loopback_hardware_address_is_zero() {
-        assert_eq!(hardware_address("lo").unwrap(), [0; 6]);
+        assert_eq!(HardwareAddresses::new().unwrap().of("lo").unwrap(), [0; 6]);
     }
 
     #[test]
     fn unknown_interface_is_enodev() {
-        let e = hardware_address("nosuchif0").unwrap_err();
+        let e = HardwareAddresses::new()
+            .unwrap()
+            .of("nosuchif0")
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
     }
 }
