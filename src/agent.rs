@@ -18,7 +18,7 @@ use crate::log;
 use crate::protocol::dispatch::{self, Outcome, Waiting};
 use crate::protocol::framer::Framer;
 use crate::sys::poll::{self, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
-use crate::sys::signal;
+use crate::sys::{alloc, signal};
 
 /// Bytes read from the channel at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -31,6 +31,9 @@ const HOST_ABSENT_RECHECK: Duration = Duration::from_secs(1);
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a stopping agent waits for its SIGKILLed children to be reaped.
 const KILL_GRACE: Duration = Duration::from_millis(500);
+/// Idle this long after work, the agent gives the memory it kept for reuse back
+/// (sys::alloc): one wake-up after a burst, none while nothing happens.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Agent {
     pub ctx: Ctx,
@@ -205,7 +208,12 @@ impl Agent {
             let left = deadline.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t: Duration| t.min(left)));
         }
+        let trim = alloc::worth_trimming();
+        if trim {
+            timeout = Some(timeout.map_or(TRIM_AFTER, |t: Duration| t.min(TRIM_AFTER)));
+        }
         match poll::wait(&mut fds, timeout) {
+            Ok(0) if trim => alloc::trim(),
             Ok(_) => {}
             // A signal: SIGTERM, SIGIO from the port, SIGCHLD from a child.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -11,7 +11,7 @@ use qga::daemon::{self, PidFile};
 use qga::{log, sys};
 
 #[global_allocator]
-static ALLOC: sys::alloc::Pool = sys::alloc::Pool::new();
+static ALLOC: sys::alloc::Global = sys::alloc::Global;
 
 fn main() {
     let code = match cli::parse(std::env::args_os().skip(1)) {

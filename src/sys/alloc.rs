@@ -6,8 +6,9 @@
 //! writes its reply into another, so every request paid 5–6 mmap/munmap pairs, and a page
 //! fault and the kernel's zeroing for every page it touched again, plus mallocng's ~100
 //! instructions per malloc or free. Kept blocks make a steady stream of requests allocate
-//! from the lists alone. What is kept is bounded ([`KEEP_BYTES`] a size, ~1 MiB at most in
-//! all), so a large reply's blocks go back to the C library once it is sent.
+//! from the lists alone. What is kept is bounded ([`KEEP_BYTES`] a size, one block of the
+//! larger ones), and given back once the agent is idle ([`trim`]), so an idle agent holds
+//! what it needs, not what its busiest second did.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -21,8 +22,8 @@ const MIN_SHIFT: u32 = 4;
 const MAX_SHIFT: u32 = 17;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 /// The bytes kept per size, and at least [`KEEP_BLOCKS`] blocks of it.
-const KEEP_BYTES: usize = 64 * 1024;
-const KEEP_BLOCKS: usize = 2;
+const KEEP_BYTES: usize = 16 * 1024;
+const KEEP_BLOCKS: usize = 1;
 /// Every block comes from the C library with this alignment; stricter ones are passed on.
 const ALIGN: usize = 16;
 
@@ -33,9 +34,47 @@ struct Free {
 struct Lists {
     heads: [*mut Free; CLASSES],
     counts: [usize; CLASSES],
+    /// The bytes of every listed block.
+    bytes: usize,
 }
 
-/// The global allocator of the `qemu-ga` binary (`#[global_allocator]` in main.rs).
+/// The pool of the `qemu-ga` binary: main.rs makes [`Global`] its allocator. Anything
+/// else (the tests, the client) leaves it empty.
+pub static POOL: Pool = Pool::new();
+
+/// The global allocator that is [`POOL`].
+pub struct Global;
+
+// SAFETY: forwards to the pool, which upholds GlobalAlloc's contract.
+unsafe impl GlobalAlloc for Global {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        POOL.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        POOL.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        POOL.dealloc(block, layout)
+    }
+    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        POOL.realloc(block, layout, new_size)
+    }
+}
+
+/// Kept bytes below which an idle agent does not bother to give them back: the loop's
+/// own few small blocks would otherwise have it wake up to trim them again and again.
+const TRIM_FLOOR: usize = 32 * 1024;
+
+/// Whether [`trim`] has anything worth giving back.
+pub fn worth_trimming() -> bool {
+    POOL.with(|l| l.bytes) > TRIM_FLOOR
+}
+
+/// Gives every kept block back to the C library (the loop calls it once idle).
+pub fn trim() {
+    POOL.trim()
+}
+
 pub struct Pool {
     // The agent has one thread; the lock keeps the allocator sound for any other, and an
     // uncontended swap is cheap.
@@ -53,6 +92,7 @@ impl Pool {
             lists: UnsafeCell::new(Lists {
                 heads: [ptr::null_mut(); CLASSES],
                 counts: [0; CLASSES],
+                bytes: 0,
             }),
         }
     }
@@ -78,6 +118,7 @@ impl Pool {
                 // SAFETY: every listed block is a live, unused block of this class.
                 l.heads[class] = unsafe { (*head).next };
                 l.counts[class] -= 1;
+                l.bytes -= block_layout(class).size();
             }
             head.cast()
         })
@@ -98,7 +139,26 @@ impl Pool {
             };
             l.heads[class] = free;
             l.counts[class] += 1;
+            l.bytes += block_layout(class).size();
             true
+        })
+    }
+
+    fn trim(&self) {
+        self.with(|l| {
+            for class in 0..CLASSES {
+                let mut block = std::mem::replace(&mut l.heads[class], ptr::null_mut());
+                while !block.is_null() {
+                    // SAFETY: a listed block: live, unused, of this class, now unlisted.
+                    unsafe {
+                        let next = (*block).next;
+                        System.dealloc(block.cast(), block_layout(class));
+                        block = next;
+                    }
+                }
+                l.counts[class] = 0;
+            }
+            l.bytes = 0;
         })
     }
 }
@@ -205,7 +265,7 @@ mod tests {
         assert_eq!(class_of(128 * 1024, 1), Some(CLASSES - 1));
         assert_eq!(class_of(128 * 1024 + 1, 1), None);
         assert_eq!(class_of(64, 32), None);
-        assert_eq!(keep(0), 4096);
+        assert_eq!(keep(0), 1024);
         assert_eq!(keep(CLASSES - 1), KEEP_BLOCKS);
     }
 
@@ -239,6 +299,10 @@ mod tests {
             }
             let c = class(&big).unwrap();
             assert_eq!(pool.with(|l| l.counts[c]), KEEP_BLOCKS);
+            assert!(pool.with(|l| l.bytes) >= 128 * 1024);
+            pool.trim();
+            assert_eq!(pool.with(|l| (l.bytes, l.counts[c])), (0, 0));
+            assert_ne!(pool.alloc(big), ptr::null_mut());
 
             // Oversized and over-aligned layouts go to the C library and back.
             let huge = Layout::from_size_align(1 << 20, 16).unwrap();
