@@ -139,12 +139,13 @@ impl<'de> Visitor<'de> for WhenceVisitor {
     }
 }
 
-/// Member order as qemu-ga sends it.
+/// Declared in the order the reply writer sorts members into, so that it never has to
+/// move the large one.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct FileRead {
-    pub count: usize,
     #[serde(rename = "buf-b64")]
     pub buf_b64: String,
+    pub count: usize,
     pub eof: bool,
 }
 

@@ -23,7 +23,7 @@ const MAX_SHIFT: u32 = 17;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 /// The bytes kept per size, and at least [`KEEP_BLOCKS`] blocks of it.
 const KEEP_BYTES: usize = 16 * 1024;
-const KEEP_BLOCKS: usize = 1;
+const KEEP_BLOCKS: usize = 2;
 /// Every block comes from the C library with this alignment; stricter ones are passed on.
 const ALIGN: usize = 16;
 
