@@ -224,7 +224,7 @@ fn scan(log: &str) -> (Vec<String>, bool) {
     let mut out: Vec<String> = Vec::new();
     let mut pending: Option<(u32, String)> = None;
     let mut any = false;
-    for line in log.lines() {
+    for line in candidate_lines(log) {
         let class = classify(line);
         any |= class.is_some();
         match class {
@@ -255,6 +255,38 @@ fn scan(log: &str) -> (Vec<String>, bool) {
         out.push(l);
     }
     (out, any)
+}
+
+/// The lines of `log` that [`classify`] may recognise, in order: every wording it knows
+/// contains "kill" in some case, or "reap". A kernel log is mostly other lines, and this
+/// byte test over the whole buffer is many times cheaper than classifying each line.
+fn candidate_lines(log: &str) -> impl Iterator<Item = &str> {
+    let bytes = log.as_bytes();
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let rest = bytes.get(from..)?;
+        let hit = from + rest.windows(4).position(|w| w == b"reap" || is_kill(w))?;
+        let start = bytes[..hit]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let end = bytes[hit..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| hit + i + 1);
+        from = end;
+        // Through `lines` so the line is cut exactly as a line-by-line reading cuts it.
+        log[start..end].lines().next()
+    })
+}
+
+/// "kill" in any ASCII case: `| 0x20` lowercases a letter and maps no other byte onto one.
+fn is_kill(w: &[u8]) -> bool {
+    w.len() == 4
+        && w[0] | 0x20 == b'k'
+        && w[1] | 0x20 == b'i'
+        && w[2] | 0x20 == b'l'
+        && w[3] | 0x20 == b'l'
 }
 
 fn without_priority(line: &str) -> &str {
@@ -330,6 +362,22 @@ mod tests {
         assert_eq!(
             k[1],
             "[2.0] Out of memory: Killed process 2 (b) total-vm:1kB"
+        );
+    }
+
+    #[test]
+    fn only_lines_that_cannot_be_oom_lines_are_passed_over() {
+        let log = "<6>eth0: up\r\n<3>KILL PROCESS 5 (x) score 1\r\nnot an oom-killer line\n\
+                   oom_reaper: reaped process 5 (x)\r";
+        let all: Vec<&str> = log.lines().filter(|l| classify(l).is_some()).collect();
+        let candidates: Vec<&str> = candidate_lines(log)
+            .filter(|l| classify(l).is_some())
+            .collect();
+        assert_eq!(candidates, all);
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            candidate_lines("x\nkill\nkill").collect::<Vec<_>>(),
+            ["kill", "kill"]
         );
     }
 
