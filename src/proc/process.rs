@@ -2,8 +2,9 @@
 //! turns cumulative CPU ticks into %CPU over an interval (what top shows).
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::Path;
+use std::ffi::CStr;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStringExt;
 
 use super::stat::CpuTimes;
 use crate::ctx::Ctx;
@@ -64,37 +65,59 @@ pub fn parse_process(
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
+    from_parts(pid, stat, &parse_status(status), cmdline, statm, page_kib)
+}
+
+/// [`parse_process`] with status already parsed.
+fn from_parts(
+    pid: u32,
+    stat: &str,
+    status: &StatusFields,
+    cmdline: &[u8],
+    statm: Option<&str>,
+    page_kib: u64,
+) -> Option<Process> {
     // comm is in parentheses and may itself contain ") " and spaces: split at the last ')'.
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
-    let f: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // Fields 3 (state) to 24 (rss) of proc(5), the last one read; in an array, not a
+    // Vec, as this runs for every process.
+    let mut f = [""; 22];
+    let mut fields = 0;
+    for (slot, word) in f.iter_mut().zip(stat.get(close + 1..)?.split_whitespace()) {
+        *slot = word;
+        fields += 1;
+    }
+    let f = &f[..fields];
     // Field numbers of proc(5) minus 3 (pid and comm are gone, numbering starts at 1).
     let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
     let signed = |n: usize| f.get(n - 3).and_then(|s| s.parse::<i64>().ok());
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())?;
+    let uid = status.uid?;
     let shared_kib = match statm {
         Some(s) => s
             .split_whitespace()
             .nth(2)
             .and_then(|p| p.parse::<u64>().ok())
             .map(|pages| pages * page_kib),
-        None => shared_from_status(status),
+        None => status.shared_kib,
     };
-    let cmdline = String::from_utf8_lossy(cmdline)
+    let mut joined = String::with_capacity(cmdline.len());
+    for arg in String::from_utf8_lossy(cmdline)
         .split('\0')
         .filter(|a| !a.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    {
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(arg);
+    }
     Some(Process {
         pid,
         uid,
         state: f.first()?.chars().next()?,
         comm,
-        cmdline,
+        cmdline: joined,
         ppid: num(4)? as u32,
         priority: signed(18)?,
         nice: signed(19)?,
@@ -110,58 +133,155 @@ pub fn parse_process(
     })
 }
 
-/// statm's shared pages, in KiB, from status: RssFile + RssShmem (both 4.5+), the two
-/// counters statm adds up. `None` on older kernels, where statm is read instead.
-fn shared_from_status(status: &str) -> Option<u64> {
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some(kib("RssFile:")? + kib("RssShmem:")?)
+/// What the agent takes from /proc/<pid>/status.
+struct StatusFields {
+    /// The effective uid, the second number of "Uid:".
+    uid: Option<u32>,
+    /// statm's shared pages, in KiB: RssFile + RssShmem (both 4.5+), the two counters
+    /// statm adds up. `None` on older kernels, where statm is read instead.
+    shared_kib: Option<u64>,
 }
 
-/// Reads one process; `None` if it vanished between the directory listing and the read.
-/// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
-pub fn read_process(ctx: &Ctx, pid: u32, page_kib: u64) -> Option<Process> {
-    let dir = ctx.path(&format!("proc/{pid}"));
-    let (mut stat, mut status, mut cmdline) = (Vec::new(), Vec::new(), Vec::new());
-    read_small(&dir.join("stat"), &mut stat).ok()?;
-    read_small(&dir.join("status"), &mut status).ok()?;
-    let _ = read_small(&dir.join("cmdline"), &mut cmdline);
-    let status = String::from_utf8_lossy(&status);
-    let statm = match shared_from_status(&status) {
-        Some(_) => None,
-        None => {
-            let mut statm = Vec::new();
-            read_small(&dir.join("statm"), &mut statm).ok();
-            Some(String::from_utf8_lossy(&statm).into_owned()).filter(|s| !s.is_empty())
+/// One pass over status, ending at RssShmem (status runs on for 30 more lines).
+fn parse_status(status: &str) -> StatusFields {
+    let kib = |v: &str| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
+    let (mut uid, mut file, mut shmem) = (None, None, None);
+    for l in status.lines() {
+        if let Some(ids) = l.strip_prefix("Uid:") {
+            uid = ids.split_whitespace().nth(1).and_then(|u| u.parse().ok());
+        } else if let Some(v) = l.strip_prefix("RssFile:") {
+            file = kib(v);
+        } else if let Some(v) = l.strip_prefix("RssShmem:") {
+            shmem = kib(v);
+            if uid.is_some() {
+                break;
+            }
         }
-    };
-    let stat = String::from_utf8_lossy(&stat);
-    parse_process(pid, &stat, &status, &cmdline, statm.as_deref(), page_kib)
+    }
+    StatusFields {
+        uid,
+        shared_kib: file.zip(shmem).map(|(f, s)| f + s),
+    }
 }
 
-/// Reads a /proc file into `buf` with plain read(2) calls: fs::read and read_to_end
-/// first fstat and lseek for a size hint, which /proc files do not give (size 0), and
-/// those two calls are a third of the syscalls when hundreds of processes are read.
-fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
-    let mut chunk = [0u8; 4096];
+/// Reads each process's files into buffers kept from one process to the next.
+struct ProcReader {
+    /// "<root>/proc/", the start of every path.
+    base: Vec<u8>,
+    path: Vec<u8>,
+    stat: Vec<u8>,
+    status: Vec<u8>,
+    cmdline: Vec<u8>,
+    statm: Vec<u8>,
+    page_kib: u64,
+}
+
+impl ProcReader {
+    fn new(ctx: &Ctx) -> ProcReader {
+        let mut base = ctx.path("proc").into_os_string().into_vec();
+        base.push(b'/');
+        ProcReader {
+            base,
+            path: Vec::new(),
+            stat: Vec::new(),
+            status: Vec::new(),
+            cmdline: Vec::new(),
+            statm: Vec::new(),
+            page_kib: (crate::sys::sysconf::page_size() / 1024).max(1),
+        }
+    }
+
+    /// One process; `None` if it vanished between the directory listing and the read.
+    /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
+    fn read(&mut self, pid: u32) -> Option<Process> {
+        let ProcReader {
+            base,
+            path,
+            stat,
+            status,
+            cmdline,
+            statm,
+            page_kib,
+        } = self;
+        let mut load = |name: &str, buf: &mut Vec<u8>, reads: Reads| {
+            let r = match proc_path(path, base, pid, name) {
+                Some(p) => read_whole(p, buf, reads),
+                None => Err(std::io::ErrorKind::InvalidInput.into()),
+            };
+            if r.is_err() {
+                buf.clear();
+            }
+            r.ok()
+        };
+        load("stat", stat, Reads::One)?;
+        load("status", status, Reads::One)?;
+        // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a read.
+        load("cmdline", cmdline, Reads::UntilEmpty);
+        let status = parse_status(&String::from_utf8_lossy(status));
+        let statm = match status.shared_kib {
+            Some(_) => None,
+            None => {
+                load("statm", statm, Reads::One);
+                Some(String::from_utf8_lossy(statm)).filter(|s| !s.is_empty())
+            }
+        };
+        let stat = String::from_utf8_lossy(stat);
+        from_parts(pid, &stat, &status, cmdline, statm.as_deref(), *page_kib)
+    }
+}
+
+/// "<base><pid>/<name>" as a C string, built in `buf`.
+fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Option<&'a CStr> {
+    buf.clear();
+    buf.extend_from_slice(base);
+    write!(buf, "{pid}/{name}\0").ok()?;
+    CStr::from_bytes_with_nul(buf).ok()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// The kernel hands over the whole file in one read that fits it (seq_file: stat,
+    /// status; statm, a hundred bytes): a shorter read is the end, and the closing read
+    /// that returns 0 is saved, one syscall per file.
+    One,
+    /// Read until a read returns 0.
+    UntilEmpty,
+}
+
+/// Reads a file into `buf` with plain read(2) calls: fs::read first does fstat and lseek
+/// for a size hint, which /proc files do not give (size 0), and then grows its buffer
+/// from 32 bytes, a read per doubling.
+fn read_whole(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> std::io::Result<()> {
+    const CHUNK: usize = 4096;
+    buf.clear();
+    let mut f = crate::sys::fd::open_readonly(path)?;
     loop {
-        match f.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let len = buf.len();
+        // What is left of the capacity, unless too little: the read that only confirms
+        // the end then needs no bigger buffer.
+        if buf.capacity() - len < CHUNK / 4 {
+            buf.reserve(CHUNK);
+        }
+        let want = buf.capacity() - len;
+        buf.resize(len + want, 0);
+        match f.read(&mut buf[len..]) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                if n == 0 || (reads == Reads::One && n < want) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
         }
     }
 }
 
 /// Every process in /proc, by pid. Processes that exit while being read are skipped.
 pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
-    let page_kib = (crate::sys::sysconf::page_size() / 1024).max(1);
     let Ok(dir) = std::fs::read_dir(ctx.path("proc")) else {
         return Vec::new();
     };
@@ -169,8 +289,9 @@ pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
+    let mut reader = ProcReader::new(ctx);
     pids.into_iter()
-        .filter_map(|pid| read_process(ctx, pid, page_kib))
+        .filter_map(|pid| reader.read(pid))
         .collect()
 }
 
