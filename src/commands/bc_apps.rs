@@ -50,7 +50,11 @@ pub fn get_app_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<App
     let (pcts, cpu) = {
         let sampler = &mut session.cpu_sampler;
         (
-            sampler.sample(&procs, uptime, hz),
+            sampler.sample(
+                &procs.iter().map(Process::usage).collect::<Vec<_>>(),
+                uptime,
+                hz,
+            ),
             sampler.cpu_delta(stat.total),
         )
     };

@@ -44,6 +44,16 @@ impl Process {
         self.utime + self.stime
     }
 
+    /// The figures the CPU sampler and top-N ranking read.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            pid: self.pid,
+            starttime: self.starttime,
+            ticks: self.cpu_ticks(),
+            rss_kib: self.rss_kib,
+        }
+    }
+
     /// The command as top shows it with `c`: the command line, or `[comm]` for kernel
     /// threads (no command line).
     pub fn command_line(&self) -> String {
@@ -77,19 +87,8 @@ fn from_parts(
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    // comm is in parentheses and may itself contain ") " and spaces: split at the last ')'.
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    // Fields 3 (state) to 24 (rss) of proc(5), the last one read; in an array, not a
-    // Vec, as this runs for every process.
-    let mut f = [""; 22];
-    let mut fields = 0;
-    for (slot, word) in f.iter_mut().zip(stat.get(close + 1..)?.split_whitespace()) {
-        *slot = word;
-        fields += 1;
-    }
-    let f = &f[..fields];
+    let (comm, f) = split_stat(stat)?;
+    let f = f.as_slice();
     // Field numbers of proc(5) minus 3 (pid and comm are gone, numbering starts at 1).
     let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
     let signed = |n: usize| f.get(n - 3).and_then(|s| s.parse::<i64>().ok());
@@ -116,7 +115,7 @@ fn from_parts(
         pid,
         uid,
         state: f.first()?.chars().next()?,
-        comm,
+        comm: comm.to_string(),
         cmdline: joined,
         ppid: num(4)? as u32,
         priority: signed(18)?,
@@ -131,6 +130,59 @@ fn from_parts(
         rss_kib: signed(24)?.max(0) as u64 * page_kib,
         shared_kib,
     })
+}
+
+/// Fields 3 (state) to 24 (rss) of proc(5), the last one read, at most.
+struct StatFields<'a>([&'a str; 22], usize);
+
+impl<'a> StatFields<'a> {
+    fn as_slice(&self) -> &[&'a str] {
+        &self.0[..self.1]
+    }
+}
+
+/// The comm of a stat line and the fields after it; in an array, not a Vec, as this runs
+/// for every process.
+fn split_stat(stat: &str) -> Option<(&str, StatFields<'_>)> {
+    // comm is in parentheses and may itself contain ") " and spaces: split at the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?;
+    let mut f = StatFields([""; 22], 0);
+    for (slot, word) in
+        f.0.iter_mut()
+            .zip(stat.get(close + 1..)?.split_whitespace())
+    {
+        *slot = word;
+        f.1 += 1;
+    }
+    Some((comm, f))
+}
+
+/// What top-N ranks processes by, from /proc/<pid>/stat alone: a tenth of the kernel's
+/// work of reading stat, status and cmdline, so only the chosen few need those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub pid: u32,
+    /// Clock ticks after boot: with the pid, tells a reused pid from the old process.
+    pub starttime: u64,
+    /// utime + stime.
+    pub ticks: u64,
+    pub rss_kib: u64,
+}
+
+impl Usage {
+    fn parse(pid: u32, stat: &str, page_kib: u64) -> Option<Usage> {
+        let (_, f) = split_stat(stat)?;
+        let f = f.as_slice();
+        let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
+        Some(Usage {
+            pid,
+            starttime: num(22)?,
+            ticks: num(14)? + num(15)?,
+            rss_kib: f.get(21)?.parse::<i64>().ok()?.max(0) as u64 * page_kib,
+        })
+    }
 }
 
 /// What the agent takes from /proc/<pid>/status.
@@ -165,7 +217,7 @@ fn parse_status(status: &str) -> StatusFields {
 }
 
 /// Reads each process's files into buffers kept from one process to the next.
-struct ProcReader {
+pub struct ProcReader {
     /// "<root>/proc/", the start of every path.
     base: Vec<u8>,
     path: Vec<u8>,
@@ -177,7 +229,7 @@ struct ProcReader {
 }
 
 impl ProcReader {
-    fn new(ctx: &Ctx) -> ProcReader {
+    pub fn new(ctx: &Ctx) -> ProcReader {
         let mut base = ctx.path("proc").into_os_string().into_vec();
         base.push(b'/');
         ProcReader {
@@ -193,7 +245,7 @@ impl ProcReader {
 
     /// One process; `None` if it vanished between the directory listing and the read.
     /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
-    fn read(&mut self, pid: u32) -> Option<Process> {
+    pub fn read(&mut self, pid: u32) -> Option<Process> {
         let ProcReader {
             base,
             path,
@@ -227,6 +279,15 @@ impl ProcReader {
         };
         let stat = String::from_utf8_lossy(stat);
         from_parts(pid, &stat, &status, cmdline, statm.as_deref(), *page_kib)
+    }
+}
+
+impl ProcReader {
+    /// One process's stat only; `None` if it vanished.
+    pub fn usage(&mut self, pid: u32) -> Option<Usage> {
+        let path = proc_path(&mut self.path, &self.base, pid, "stat")?;
+        read_whole(path, &mut self.stat, Reads::One).ok()?;
+        Usage::parse(pid, &String::from_utf8_lossy(&self.stat), self.page_kib)
     }
 }
 
@@ -280,8 +341,9 @@ fn read_whole(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> std::io::Result<(
     }
 }
 
-/// Every process in /proc, by pid. Processes that exit while being read are skipped.
-pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
+/// `read` applied to every pid in /proc, ascending; processes that exit while being
+/// read are skipped.
+fn each_process<T>(ctx: &Ctx, read: fn(&mut ProcReader, u32) -> Option<T>) -> Vec<T> {
     let Ok(dir) = std::fs::read_dir(ctx.path("proc")) else {
         return Vec::new();
     };
@@ -291,8 +353,18 @@ pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
     pids.sort_unstable();
     let mut reader = ProcReader::new(ctx);
     pids.into_iter()
-        .filter_map(|pid| reader.read(pid))
+        .filter_map(|pid| read(&mut reader, pid))
         .collect()
+}
+
+/// Every process in /proc, by pid.
+pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
+    each_process(ctx, ProcReader::read)
+}
+
+/// [`Usage`] of every process in /proc, by pid.
+pub fn read_usage(ctx: &Ctx) -> Vec<Usage> {
+    each_process(ctx, ProcReader::usage)
 }
 
 /// Remembers the previous sample so %CPU covers the interval since then, as top does
@@ -316,18 +388,17 @@ impl CpuSampler {
     /// interval since the previous call; on the first call, and for processes started
     /// since, over the process's lifetime (like ps). `uptime` is /proc/uptime's first
     /// number, `hz` the clock tick rate.
-    pub fn sample(&mut self, procs: &[Process], uptime: f64, hz: u64) -> HashMap<u32, f64> {
+    pub fn sample(&mut self, procs: &[Usage], uptime: f64, hz: u64) -> HashMap<u32, f64> {
         let hz = hz.max(1) as f64;
         let prev = self.prev.take().filter(|p| p.uptime < uptime);
         let mut out = HashMap::with_capacity(procs.len());
         for p in procs {
-            let ticks = p.cpu_ticks();
             let before = prev
                 .as_ref()
                 .and_then(|s| Some((s.uptime, *s.ticks.get(&(p.pid, p.starttime))?)));
             let (used, elapsed) = match before {
-                Some((then, old)) => (ticks.saturating_sub(old) as f64, (uptime - then) * hz),
-                None => (ticks as f64, uptime * hz - p.starttime as f64),
+                Some((then, old)) => (p.ticks.saturating_sub(old) as f64, (uptime - then) * hz),
+                None => (p.ticks as f64, uptime * hz - p.starttime as f64),
             };
             let pct = if elapsed > 0.0 {
                 used * 100.0 / elapsed
@@ -340,7 +411,7 @@ impl CpuSampler {
             uptime,
             ticks: procs
                 .iter()
-                .map(|p| ((p.pid, p.starttime), p.cpu_ticks()))
+                .map(|p| ((p.pid, p.starttime), p.ticks))
                 .collect(),
         });
         out
@@ -383,12 +454,13 @@ mod tests {
                         1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
     const STATUS: &str = "Name:\tmy (odd) prog\nState:\tS (sleeping)\nUid:\t0\t48\t48\t48\n";
 
-    fn proc_with(pid: u32, ticks: u64, starttime: u64) -> Process {
-        let mut p = parse_process(pid, STAT, STATUS, b"", None, 4).unwrap();
-        p.utime = ticks;
-        p.stime = 0;
-        p.starttime = starttime;
-        p
+    fn usage_with(pid: u32, ticks: u64, starttime: u64) -> Usage {
+        Usage {
+            pid,
+            starttime,
+            ticks,
+            rss_kib: 0,
+        }
     }
 
     #[test]
@@ -429,23 +501,23 @@ mod tests {
     fn first_sample_is_since_process_start() {
         let mut s = CpuSampler::default();
         // Started 10 s after boot, now 20 s after boot at 100 Hz: 1000 ticks elapsed.
-        let pct = s.sample(&[proc_with(7, 500, 1000)], 20.0, 100);
+        let pct = s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
         assert_eq!(pct[&7], 50.0);
     }
 
     #[test]
     fn second_sample_is_over_the_interval() {
         let mut s = CpuSampler::default();
-        s.sample(&[proc_with(7, 500, 1000)], 20.0, 100);
-        let pct = s.sample(&[proc_with(7, 700, 1000)], 22.0, 100);
+        s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
+        let pct = s.sample(&[usage_with(7, 700, 1000)], 22.0, 100);
         assert_eq!(pct[&7], 100.0);
     }
 
     #[test]
     fn reused_pid_starts_over() {
         let mut s = CpuSampler::default();
-        s.sample(&[proc_with(7, 5000, 0)], 100.0, 100);
-        let pct = s.sample(&[proc_with(7, 100, 10_000)], 102.0, 100);
+        s.sample(&[usage_with(7, 5000, 0)], 100.0, 100);
+        let pct = s.sample(&[usage_with(7, 100, 10_000)], 102.0, 100);
         // New process: 100 ticks over its 200-tick life, not (100 - 5000) over the interval.
         assert_eq!(pct[&7], 50.0);
     }
