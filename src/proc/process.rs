@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 
 use super::stat::CpuTimes;
@@ -149,10 +149,9 @@ fn split_stat(stat: &str) -> Option<(&str, StatFields<'_>)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?;
     let mut f = StatFields([""; 22], 0);
-    for (slot, word) in
-        f.0.iter_mut()
-            .zip(stat.get(close + 1..)?.split_whitespace())
-    {
+    // Only ASCII digits, letters and spaces follow comm.
+    let words = stat.get(close + 1..)?.split_ascii_whitespace();
+    for (slot, word) in f.0.iter_mut().zip(words) {
         *slot = word;
         f.1 += 1;
     }
@@ -295,7 +294,22 @@ impl ProcReader {
 fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Option<&'a CStr> {
     buf.clear();
     buf.extend_from_slice(base);
-    write!(buf, "{pid}/{name}\0").ok()?;
+    // The digits by hand: write! costs more than the rest of the path.
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = pid;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+    buf.push(b'/');
+    buf.extend_from_slice(name.as_bytes());
+    buf.push(0);
     CStr::from_bytes_with_nul(buf).ok()
 }
 
