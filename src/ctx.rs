@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::child::Children;
+use crate::commands::bc_oom::KernelLogCache;
 use crate::commands::exec::Execs;
 use crate::config::Config;
 use crate::error::Error;
@@ -42,6 +43,8 @@ pub struct Session {
     pub cpu_utilization_sampler: CpuSampler,
     /// The files guest-file-open opened, by handle; they outlive a client's connection.
     pub files: FileHandles,
+    /// guest-get-oom-status's last reading of the kernel log, reused while it is unchanged.
+    pub kernel_log: KernelLogCache,
 }
 
 impl Ctx {

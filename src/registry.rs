@@ -82,7 +82,7 @@ pub static COMMANDS: &[Command] = &[
     })
     .read_only(),
     Command::new("guest-get-oom-status", |c, s, a| {
-        call(c, s, a, bc_oom::get_oom_status)
+        call_mut(c, s, a, bc_oom::get_oom_status)
     })
     .read_only(),
     Command::new("guest-get-app-status", |c, s, a| {
@@ -103,7 +103,7 @@ pub static COMMANDS: &[Command] = &[
         call_job(c, s, a, bc_admin::change_password)
     }),
     Command::new("guest-get-monitoring-items", |c, s, a| {
-        call_job(c, s, a, bc_monitor::get_monitoring_items)
+        call_job_mut(c, s, a, bc_monitor::get_monitoring_items)
     })
     .read_only(),
     // BC-Linux commands VMAnalyzer polls (issue #5)

@@ -150,7 +150,8 @@ fn oom_status_every_distro() {
     ];
     for (d, happened, count, last) in table {
         let state = TempDir::new("bc-oom");
-        let got = bc_oom::get_oom_status(&ctx(d, &state), NoArgs {}).unwrap();
+        let got =
+            bc_oom::get_oom_status(&ctx(d, &state), &mut Session::default(), NoArgs {}).unwrap();
         let want = OomStatus {
             oom_happened: happened,
             oom_count: count,
@@ -167,10 +168,11 @@ fn oom_seen_once_stays_until_reboot() {
     let state = TempDir::new("bc-oom-state");
     let mut c = Ctx::with_root(root.path());
     c.config.statedir = state.path().to_path_buf();
-    assert_eq!(bc_oom::oom_status(&c).unwrap().oom_count, 2);
+    let mut s = Session::default();
+    assert_eq!(bc_oom::oom_status(&c, &mut s).unwrap().oom_count, 2);
     // The ring buffer wrapped: the kills are gone from it.
     fs::write(root.join("proc/kmsg"), "<6>[400000.0] eth0: link up\n").unwrap();
-    let later = bc_oom::oom_status(&c).unwrap();
+    let later = bc_oom::oom_status(&c, &mut s).unwrap();
     assert!(later.oom_happened);
     assert_eq!(later.oom_count, 2);
     assert!(later.last_oom.contains("Killed process 2290"));
@@ -180,7 +182,7 @@ fn oom_seen_once_stays_until_reboot() {
         "<3>[400001.0] Killed process 812 (sshd) total-vm:1kB, anon-rss:1kB, file-rss:0kB\n",
     )
     .unwrap();
-    assert_eq!(bc_oom::oom_status(&c).unwrap().oom_count, 3);
+    assert_eq!(bc_oom::oom_status(&c, &mut s).unwrap().oom_count, 3);
     // Another boot: the memory no longer applies.
     fs::write(
         root.join("proc/sys/kernel/random/boot_id"),
@@ -188,7 +190,7 @@ fn oom_seen_once_stays_until_reboot() {
     )
     .unwrap();
     fs::write(root.join("proc/kmsg"), "").unwrap();
-    assert!(!bc_oom::oom_status(&c).unwrap().oom_happened);
+    assert!(!bc_oom::oom_status(&c, &mut s).unwrap().oom_happened);
 }
 
 #[test]
@@ -364,7 +366,8 @@ fn monitoring_items_match_the_single_commands() {
     let state = TempDir::new("bc-items");
     for d in DISTROS {
         let c = ctx(d, &state);
-        let items = bc_monitor::get_monitoring_items(&c, NoArgs {})
+        let mut s = Session::default();
+        let items = bc_monitor::get_monitoring_items(&c, &mut s, NoArgs {})
             .unwrap()
             .finish(&c)
             .unwrap();
@@ -374,7 +377,7 @@ fn monitoring_items_match_the_single_commands() {
             "{d}"
         );
         assert_eq!(items.system, bc_monitor::system_info(&c), "{d}");
-        assert_eq!(items.oom, bc_oom::oom_status(&c).unwrap(), "{d}");
+        assert_eq!(items.oom, bc_oom::oom_status(&c, &mut s).unwrap(), "{d}");
         let l = qga::proc::parse_loadavg(&c.read("proc/loadavg").unwrap()).unwrap();
         assert_eq!(
             (items.load.one, items.load.five, items.load.fifteen),

@@ -50,7 +50,11 @@ pub fn get_app_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<App
     let (pcts, cpu) = {
         let sampler = &mut session.cpu_sampler;
         (
-            sampler.sample(&procs, uptime, hz),
+            sampler.sample(
+                &procs.iter().map(Process::usage).collect::<Vec<_>>(),
+                uptime,
+                hz,
+            ),
             sampler.cpu_delta(stat.total),
         )
     };
@@ -96,9 +100,11 @@ pub fn get_app_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<App
     let by_pid: std::collections::HashMap<u32, &Process> =
         procs.iter().map(|p| (p.pid, p)).collect();
     let mut text = header.render();
+    // A row is about 80 bytes; one allocation for the whole text.
+    text.reserve(rows.len() * 96);
     for r in &rows {
         if let Some(p) = by_pid.get(&r.pid) {
-            text.push_str(&render_row(p, r, hz));
+            render_row(&mut text, p, r, hz);
         }
     }
     Ok(AppStatus {
@@ -227,19 +233,20 @@ pub fn uptime_text(secs: u64) -> String {
     s
 }
 
-fn render_row(p: &Process, r: &ProcessRow, hz: u64) -> String {
+fn render_row(out: &mut String, p: &Process, r: &ProcessRow, hz: u64) {
     let pr = if p.priority <= -100 {
         "rt".to_string()
     } else {
         p.priority.to_string()
     };
-    let mut user = r.user.clone();
+    let mut user = std::borrow::Cow::Borrowed(r.user.as_str());
     if user.chars().count() > 8 {
         // top marks a cut name with '+'.
-        user = user.chars().take(7).collect::<String>() + "+";
+        user = (user.chars().take(7).collect::<String>() + "+").into();
     }
-    format!(
-        "{:5} {:<8} {:>3} {:3} {:>7} {:>6} {:>6} {} {:5.1} {:4.1} {:>9} {}\n",
+    let _ = writeln!(
+        out,
+        "{:5} {:<8} {:>3} {:3} {:>7} {:>6} {:>6} {} {:5.1} {:4.1} {:>9} {}",
         p.pid,
         user,
         pr,
@@ -252,7 +259,7 @@ fn render_row(p: &Process, r: &ProcessRow, hz: u64) -> String {
         r.mem_percent,
         cpu_time(p.cpu_ticks(), hz),
         printable(&p.comm)
-    )
+    );
 }
 
 /// A process name as top prints it: control characters become `?`, so a process that

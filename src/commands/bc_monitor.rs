@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::bc_disk::{self, DiskStatus};
 use super::bc_oom::{self, OomStatus};
 use super::NoArgs;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::job::Step;
 use crate::proc::{self, MemInfo};
@@ -175,10 +175,14 @@ pub struct MonitoringItems {
 }
 
 /// Everything a monitoring poll needs in one request instead of five.
-pub fn get_monitoring_items(ctx: &Ctx, _: NoArgs) -> Result<Step<MonitoringItems>, Error> {
+pub fn get_monitoring_items(
+    ctx: &Ctx,
+    session: &mut Session,
+    _: NoArgs,
+) -> Result<Step<MonitoringItems>, Error> {
     let l = proc::parse_loadavg(&ctx.read("proc/loadavg")?)?;
     let memory = get_memory_status(ctx, NoArgs {})?;
-    let oom = bc_oom::oom_status(ctx)?;
+    let oom = bc_oom::oom_status(ctx, session)?;
     let system = system_info(ctx);
     let uptime_seconds = proc::read_uptime(ctx)? as u64;
     bc_disk::disk_status(ctx)?.map(move |disk| {

@@ -1,5 +1,6 @@
 //! guest-get-oom-status: whether the kernel OOM killer has killed anything since boot.
-//! Sources: the kernel log (klogctl READ_ALL), /proc/vmstat `oom_kill` (4.13+), and a
+//! Sources: the kernel log (klogctl READ_ALL; /dev/kmsg tells whether it changed since the
+//! last read, see [`KernelLogCache`]), /proc/vmstat `oom_kill` (4.13+), and a
 //! record in the statedir keyed by /proc/sys/kernel/random/boot_id, because the ring
 //! buffer wraps and a kill seen once must stay reported until the next boot. The
 //! statedir may be writable by others: the record is read and written as src/untrusted.rs
@@ -10,10 +11,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::NoArgs;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Session};
 use crate::error::Error;
 use crate::log;
 use crate::sys::dirfd::Dir;
+use crate::sys::klog::KmsgWatch;
 use crate::untrusted::{self, STATE_FILE_CAP};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -36,20 +38,12 @@ struct Memory {
     last: String,
 }
 
-pub fn get_oom_status(ctx: &Ctx, _: NoArgs) -> Result<OomStatus, Error> {
-    oom_status(ctx)
+pub fn get_oom_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<OomStatus, Error> {
+    oom_status(ctx, session)
 }
 
-pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
-    let log_text = match read_kernel_log(ctx) {
-        Ok(t) => t,
-        Err(e) => {
-            // EPERM under dmesg_restrict without CAP_SYSLOG: fall back to the other sources.
-            log::debug(&format!("kernel log not readable: {e}"));
-            String::new()
-        }
-    };
-    let (kills, any_oom_line) = scan(&log_text);
+pub fn oom_status(ctx: &Ctx, session: &mut Session) -> Result<OomStatus, Error> {
+    let log = kernel_log_scan(ctx, &mut session.kernel_log);
     let vmstat = ctx
         .read("proc/vmstat")
         .ok()
@@ -60,7 +54,7 @@ pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
         .unwrap_or_default();
     let statedir = ctx.statedir();
     let before = load(statedir).filter(|m| !boot_id.is_empty() && m.boot_id == boot_id);
-    let now = merge(before.as_ref(), &kills, vmstat, &boot_id);
+    let now = merge(before.as_ref(), &log.kills, vmstat, &boot_id);
     if before.as_ref() != Some(&now) && !boot_id.is_empty() && now.count > 0 {
         if let Err(e) = save(statedir, &now) {
             log::debug(&format!(
@@ -70,22 +64,127 @@ pub fn oom_status(ctx: &Ctx) -> Result<OomStatus, Error> {
         }
     }
     Ok(OomStatus {
-        oom_happened: now.count > 0 || any_oom_line,
+        oom_happened: now.count > 0 || log.any,
         oom_count: now.count,
         last_oom: now.last,
     })
 }
 
-/// The kernel's ring buffer; under a fixture root the same text stored at proc/kmsg.
-fn read_kernel_log(ctx: &Ctx) -> Result<String, Error> {
-    if ctx.is_live() {
-        let bytes = crate::sys::klog::read_all().map_err(|e| Error::io("klogctl", e))?;
-        // Valid UTF-8 (the usual case) is kept as it is, not copied.
-        Ok(String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
-    } else {
-        ctx.read("proc/kmsg")
+/// What the kernel log says about the OOM killer.
+#[derive(Debug, Clone, Default)]
+struct LogScan {
+    /// [`kill_lines`].
+    kills: Vec<String>,
+    /// Whether any line is an OOM line.
+    any: bool,
+}
+
+/// The scan of the kernel log an earlier call made, kept while the log stays the same
+/// (session state: a monitoring system polls every few seconds, and reading the log
+/// costs the kernel most of a millisecond).
+#[derive(Default)]
+pub struct KernelLogCache {
+    watch: Watch,
+    scanned: Option<Scanned>,
+}
+
+#[derive(Default)]
+enum Watch {
+    #[default]
+    Unopened,
+    Open(KmsgWatch),
+    /// Before 3.5, or /dev/kmsg not readable: every call reads the log.
+    Unavailable,
+}
+
+struct Scanned {
+    scan: LogScan,
+    /// The first record READ_ALL started from ([`KmsgWatch::first_seq`]).
+    first_seq: Option<u64>,
+}
+
+impl KernelLogCache {
+    fn watch(&mut self) -> Option<&mut KmsgWatch> {
+        if let Watch::Unopened = self.watch {
+            self.watch = match KmsgWatch::open() {
+                Ok(w) => Watch::Open(w),
+                Err(e) => {
+                    log::debug(&format!(
+                        "/dev/kmsg not usable, the kernel log is read on every OOM query: {e}"
+                    ));
+                    Watch::Unavailable
+                }
+            };
+        }
+        match &mut self.watch {
+            Watch::Open(w) => Some(w),
+            _ => None,
+        }
     }
+
+    /// The earlier scan, if the log is still what it scanned. Nothing logged since
+    /// leaves READ_ALL's text the same but for a clear, which only removes lines: that
+    /// matters only to a scan that found OOM lines, so only then is the start compared.
+    fn unchanged(&mut self) -> Option<&LogScan> {
+        let Watch::Open(w) = &mut self.watch else {
+            return None;
+        };
+        let s = self.scanned.as_ref()?;
+        let same = w
+            .logged_since_mark()
+            .and_then(|logged| Ok(!logged && (!s.scan.any || w.first_seq()? == s.first_seq)));
+        match same {
+            Ok(same) => same.then_some(&self.scanned.as_ref()?.scan),
+            Err(e) => {
+                log::debug(&format!("/dev/kmsg: {e}"));
+                self.watch = Watch::Unavailable;
+                None
+            }
+        }
+    }
+}
+
+/// The OOM facts of the kernel log: from the earlier scan while the log is unchanged,
+/// else from a new read. A read that fails (EPERM under dmesg_restrict without
+/// CAP_SYSLOG) leaves the other sources to answer.
+fn kernel_log_scan(ctx: &Ctx, cache: &mut KernelLogCache) -> LogScan {
+    if !ctx.is_live() {
+        return scan(&ctx.read("proc/kmsg").unwrap_or_default());
+    }
+    if let Some(s) = cache.unchanged() {
+        return s.clone();
+    }
+    cache.scanned = None;
+    // Marked before the read: a record logged during it makes the next call read again.
+    let first_seq = cache.watch().map(|w| {
+        w.mark_end()?;
+        w.first_seq()
+    });
+    let text = match crate::sys::klog::read_all() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            log::debug(&format!("kernel log not readable: klogctl: {e}"));
+            return LogScan::default();
+        }
+    };
+    // Valid UTF-8 (the usual case) is kept as it is, not copied.
+    let text = String::from_utf8(text)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let log = scan(&text);
+    match first_seq {
+        Some(Ok(first_seq)) => {
+            cache.scanned = Some(Scanned {
+                scan: log.clone(),
+                first_seq,
+            })
+        }
+        Some(Err(e)) => {
+            log::debug(&format!("/dev/kmsg: {e}"));
+            cache.watch = Watch::Unavailable;
+        }
+        None => {}
+    }
+    log
 }
 
 /// Combines what was remembered with the current log: kills after the remembered last
@@ -216,15 +315,15 @@ fn find_ignore_case(hay: &str, needle: &str) -> Option<usize> {
 /// first. A victim chosen but with no "Killed" line (cut off by a wrapped buffer, or a
 /// kernel that prints only the choice) counts as a kill too.
 pub fn kill_lines(log: &str) -> Vec<String> {
-    scan(log).0
+    scan(log).kills
 }
 
 /// [`kill_lines`], and whether any line of the log is an OOM line, in one pass.
-fn scan(log: &str) -> (Vec<String>, bool) {
+fn scan(log: &str) -> LogScan {
     let mut out: Vec<String> = Vec::new();
     let mut pending: Option<(u32, String)> = None;
     let mut any = false;
-    for line in log.lines() {
+    for line in candidate_lines(log) {
         let class = classify(line);
         any |= class.is_some();
         match class {
@@ -254,7 +353,39 @@ fn scan(log: &str) -> (Vec<String>, bool) {
     if let Some((_, l)) = pending {
         out.push(l);
     }
-    (out, any)
+    LogScan { kills: out, any }
+}
+
+/// The lines of `log` that [`classify`] may recognise, in order: every wording it knows
+/// contains "kill" in some case, or "reap". A kernel log is mostly other lines, and this
+/// byte test over the whole buffer is many times cheaper than classifying each line.
+fn candidate_lines(log: &str) -> impl Iterator<Item = &str> {
+    let bytes = log.as_bytes();
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let rest = bytes.get(from..)?;
+        let hit = from + rest.windows(4).position(|w| w == b"reap" || is_kill(w))?;
+        let start = bytes[..hit]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let end = bytes[hit..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| hit + i + 1);
+        from = end;
+        // Through `lines` so the line is cut exactly as a line-by-line reading cuts it.
+        log[start..end].lines().next()
+    })
+}
+
+/// "kill" in any ASCII case: `| 0x20` lowercases a letter and maps no other byte onto one.
+fn is_kill(w: &[u8]) -> bool {
+    w.len() == 4
+        && w[0] | 0x20 == b'k'
+        && w[1] | 0x20 == b'i'
+        && w[2] | 0x20 == b'l'
+        && w[3] | 0x20 == b'l'
 }
 
 fn without_priority(line: &str) -> &str {
@@ -330,6 +461,22 @@ mod tests {
         assert_eq!(
             k[1],
             "[2.0] Out of memory: Killed process 2 (b) total-vm:1kB"
+        );
+    }
+
+    #[test]
+    fn only_lines_that_cannot_be_oom_lines_are_passed_over() {
+        let log = "<6>eth0: up\r\n<3>KILL PROCESS 5 (x) score 1\r\nnot an oom-killer line\n\
+                   oom_reaper: reaped process 5 (x)\r";
+        let all: Vec<&str> = log.lines().filter(|l| classify(l).is_some()).collect();
+        let candidates: Vec<&str> = candidate_lines(log)
+            .filter(|l| classify(l).is_some())
+            .collect();
+        assert_eq!(candidates, all);
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            candidate_lines("x\nkill\nkill").collect::<Vec<_>>(),
+            ["kill", "kill"]
         );
     }
 

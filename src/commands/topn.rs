@@ -1,6 +1,7 @@
 //! guest-get-cputopn-status and guest-get-memtopn-status (BC-Linux, VMAnalyzer): the
-//! processes using the most CPU or memory. Reads /proc/<pid>/{stat,status,cmdline,fd},
-//! /proc/uptime, /proc/meminfo and /etc/passwd.
+//! processes using the most CPU or memory. Reads /proc/<pid>/stat of every process,
+//! /proc/<pid>/{status,cmdline,fd} of the chosen, /proc/uptime, /proc/meminfo and
+//! /etc/passwd.
 
 use std::fmt;
 
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::user_names;
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
-use crate::proc::{clock_ticks, parse_meminfo, read_processes, read_uptime, Process};
+use crate::proc::{clock_ticks, parse_meminfo, read_uptime, read_usage, ProcReader, Usage};
 
 /// How many processes when the host names no number (VMAnalyzer's `--top-n` default).
 pub const DEFAULT_COUNT: usize = 5;
@@ -130,16 +131,17 @@ fn count(arg: Option<TopCount>, name: &str) -> Result<usize, Error> {
 }
 
 fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<TopProcess>, Error> {
-    let procs = read_processes(ctx);
-    if procs.is_empty() {
+    // Ranked on stat alone; status and cmdline are read for the chosen only.
+    let usage = read_usage(ctx);
+    if usage.is_empty() {
         return Err(Error::Failed("no process found in /proc".into()));
     }
     let mem_total_kib = parse_meminfo(&ctx.read("proc/meminfo")?)?.total;
     let uptime = read_uptime(ctx)?;
-    let cpu = session.cpu_sampler.sample(&procs, uptime, clock_ticks());
-    let mut ranked: Vec<(&Process, f64)> = procs
+    let cpu = session.cpu_sampler.sample(&usage, uptime, clock_ticks());
+    let mut ranked: Vec<(&Usage, f64)> = usage
         .iter()
-        .map(|p| (p, cpu.get(&p.pid).copied().unwrap_or(0.0)))
+        .map(|u| (u, cpu.get(&u.pid).copied().unwrap_or(0.0)))
         .collect();
     ranked.sort_by(|(a, a_cpu), (b, b_cpu)| {
         let by_cpu = b_cpu.total_cmp(a_cpu);
@@ -150,11 +152,15 @@ fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<Top
         }
         .then(a.pid.cmp(&b.pid))
     });
-    ranked.truncate(n);
     let users = user_names(ctx);
+    let mut reader = ProcReader::new(ctx);
+    // A process that exits (or whose status is unreadable) before its turn is passed
+    // over for the next, as if it had not been listed.
     Ok(ranked
         .into_iter()
-        .map(|(p, cpu)| TopProcess {
+        .filter_map(|(u, cpu)| Some((u, cpu, reader.read(u.pid)?)))
+        .take(n)
+        .map(|(u, cpu, p)| TopProcess {
             process_id: p.pid.to_string(),
             process_info: ProcessInfo {
                 user: users
@@ -162,7 +168,7 @@ fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<Top
                     .cloned()
                     .unwrap_or_else(|| p.uid.to_string()),
                 cpu_util: format!("{cpu:.2}"),
-                mem_util: format!("{:.2}", percent(p.rss_kib, mem_total_kib)),
+                mem_util: format!("{:.2}", percent(u.rss_kib, mem_total_kib)),
                 open_files: open_files(ctx, p.pid).map_or("N/A".into(), |n| n.to_string()),
                 cmd_name: cut(p.command_line(), MAX_CMD_NAME),
             },

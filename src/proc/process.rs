@@ -2,8 +2,9 @@
 //! turns cumulative CPU ticks into %CPU over an interval (what top shows).
 
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::io::Read;
-use std::path::Path;
+use std::os::unix::ffi::OsStringExt;
 
 use super::stat::CpuTimes;
 use crate::ctx::Ctx;
@@ -43,6 +44,16 @@ impl Process {
         self.utime + self.stime
     }
 
+    /// The figures the CPU sampler and top-N ranking read.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            pid: self.pid,
+            starttime: self.starttime,
+            ticks: self.cpu_ticks(),
+            rss_kib: self.rss_kib,
+        }
+    }
+
     /// The command as top shows it with `c`: the command line, or `[comm]` for kernel
     /// threads (no command line).
     pub fn command_line(&self) -> String {
@@ -64,37 +75,48 @@ pub fn parse_process(
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    // comm is in parentheses and may itself contain ") " and spaces: split at the last ')'.
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    let f: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    from_parts(pid, stat, &parse_status(status), cmdline, statm, page_kib)
+}
+
+/// [`parse_process`] with status already parsed.
+fn from_parts(
+    pid: u32,
+    stat: &str,
+    status: &StatusFields,
+    cmdline: &[u8],
+    statm: Option<&str>,
+    page_kib: u64,
+) -> Option<Process> {
+    let (comm, f) = split_stat(stat)?;
+    let f = f.as_slice();
     // Field numbers of proc(5) minus 3 (pid and comm are gone, numbering starts at 1).
     let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
     let signed = |n: usize| f.get(n - 3).and_then(|s| s.parse::<i64>().ok());
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())?;
+    let uid = status.uid?;
     let shared_kib = match statm {
         Some(s) => s
             .split_whitespace()
             .nth(2)
             .and_then(|p| p.parse::<u64>().ok())
             .map(|pages| pages * page_kib),
-        None => shared_from_status(status),
+        None => status.shared_kib,
     };
-    let cmdline = String::from_utf8_lossy(cmdline)
+    let mut joined = String::with_capacity(cmdline.len());
+    for arg in String::from_utf8_lossy(cmdline)
         .split('\0')
         .filter(|a| !a.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    {
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(arg);
+    }
     Some(Process {
         pid,
         uid,
         state: f.first()?.chars().next()?,
-        comm,
-        cmdline,
+        comm: comm.to_string(),
+        cmdline: joined,
         ppid: num(4)? as u32,
         priority: signed(18)?,
         nice: signed(19)?,
@@ -110,58 +132,232 @@ pub fn parse_process(
     })
 }
 
-/// statm's shared pages, in KiB, from status: RssFile + RssShmem (both 4.5+), the two
-/// counters statm adds up. `None` on older kernels, where statm is read instead.
-fn shared_from_status(status: &str) -> Option<u64> {
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some(kib("RssFile:")? + kib("RssShmem:")?)
+/// Fields 3 (state) to 24 (rss) of proc(5), the last one read, at most.
+struct StatFields<'a>([&'a str; 22], usize);
+
+impl<'a> StatFields<'a> {
+    fn as_slice(&self) -> &[&'a str] {
+        &self.0[..self.1]
+    }
 }
 
-/// Reads one process; `None` if it vanished between the directory listing and the read.
-/// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
-pub fn read_process(ctx: &Ctx, pid: u32, page_kib: u64) -> Option<Process> {
-    let dir = ctx.path(&format!("proc/{pid}"));
-    let (mut stat, mut status, mut cmdline) = (Vec::new(), Vec::new(), Vec::new());
-    read_small(&dir.join("stat"), &mut stat).ok()?;
-    read_small(&dir.join("status"), &mut status).ok()?;
-    let _ = read_small(&dir.join("cmdline"), &mut cmdline);
-    let status = String::from_utf8_lossy(&status);
-    let statm = match shared_from_status(&status) {
-        Some(_) => None,
-        None => {
-            let mut statm = Vec::new();
-            read_small(&dir.join("statm"), &mut statm).ok();
-            Some(String::from_utf8_lossy(&statm).into_owned()).filter(|s| !s.is_empty())
+/// The comm of a stat line and the fields after it; in an array, not a Vec, as this runs
+/// for every process.
+fn split_stat(stat: &str) -> Option<(&str, StatFields<'_>)> {
+    // comm is in parentheses and may itself contain ") " and spaces: split at the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?;
+    let mut f = StatFields([""; 22], 0);
+    // Only ASCII digits, letters and spaces follow comm.
+    let words = stat.get(close + 1..)?.split_ascii_whitespace();
+    for (slot, word) in f.0.iter_mut().zip(words) {
+        *slot = word;
+        f.1 += 1;
+    }
+    Some((comm, f))
+}
+
+/// What top-N ranks processes by, from /proc/<pid>/stat alone: a tenth of the kernel's
+/// work of reading stat, status and cmdline, so only the chosen few need those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub pid: u32,
+    /// Clock ticks after boot: with the pid, tells a reused pid from the old process.
+    pub starttime: u64,
+    /// utime + stime.
+    pub ticks: u64,
+    pub rss_kib: u64,
+}
+
+impl Usage {
+    fn parse(pid: u32, stat: &str, page_kib: u64) -> Option<Usage> {
+        let (_, f) = split_stat(stat)?;
+        let f = f.as_slice();
+        let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
+        Some(Usage {
+            pid,
+            starttime: num(22)?,
+            ticks: num(14)? + num(15)?,
+            rss_kib: f.get(21)?.parse::<i64>().ok()?.max(0) as u64 * page_kib,
+        })
+    }
+}
+
+/// What the agent takes from /proc/<pid>/status.
+struct StatusFields {
+    /// The effective uid, the second number of "Uid:".
+    uid: Option<u32>,
+    /// statm's shared pages, in KiB: RssFile + RssShmem (both 4.5+), the two counters
+    /// statm adds up. `None` on older kernels, where statm is read instead.
+    shared_kib: Option<u64>,
+}
+
+/// One pass over status, ending at RssShmem (status runs on for 30 more lines).
+fn parse_status(status: &str) -> StatusFields {
+    let kib = |v: &str| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
+    let (mut uid, mut file, mut shmem) = (None, None, None);
+    for l in status.lines() {
+        if let Some(ids) = l.strip_prefix("Uid:") {
+            uid = ids.split_whitespace().nth(1).and_then(|u| u.parse().ok());
+        } else if let Some(v) = l.strip_prefix("RssFile:") {
+            file = kib(v);
+        } else if let Some(v) = l.strip_prefix("RssShmem:") {
+            shmem = kib(v);
+            if uid.is_some() {
+                break;
+            }
         }
-    };
-    let stat = String::from_utf8_lossy(&stat);
-    parse_process(pid, &stat, &status, &cmdline, statm.as_deref(), page_kib)
+    }
+    StatusFields {
+        uid,
+        shared_kib: file.zip(shmem).map(|(f, s)| f + s),
+    }
 }
 
-/// Reads a /proc file into `buf` with plain read(2) calls: fs::read and read_to_end
-/// first fstat and lseek for a size hint, which /proc files do not give (size 0), and
-/// those two calls are a third of the syscalls when hundreds of processes are read.
-fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
-    let mut chunk = [0u8; 4096];
+/// Reads each process's files into buffers kept from one process to the next.
+pub struct ProcReader {
+    /// "<root>/proc/", the start of every path.
+    base: Vec<u8>,
+    path: Vec<u8>,
+    stat: Vec<u8>,
+    status: Vec<u8>,
+    cmdline: Vec<u8>,
+    statm: Vec<u8>,
+    page_kib: u64,
+}
+
+impl ProcReader {
+    pub fn new(ctx: &Ctx) -> ProcReader {
+        let mut base = ctx.path("proc").into_os_string().into_vec();
+        base.push(b'/');
+        ProcReader {
+            base,
+            path: Vec::new(),
+            stat: Vec::new(),
+            status: Vec::new(),
+            cmdline: Vec::new(),
+            statm: Vec::new(),
+            page_kib: (crate::sys::sysconf::page_size() / 1024).max(1),
+        }
+    }
+
+    /// One process; `None` if it vanished between the directory listing and the read.
+    /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
+    pub fn read(&mut self, pid: u32) -> Option<Process> {
+        let ProcReader {
+            base,
+            path,
+            stat,
+            status,
+            cmdline,
+            statm,
+            page_kib,
+        } = self;
+        let mut load = |name: &str, buf: &mut Vec<u8>, reads: Reads| {
+            let r = match proc_path(path, base, pid, name) {
+                Some(p) => read_whole(p, buf, reads),
+                None => Err(std::io::ErrorKind::InvalidInput.into()),
+            };
+            if r.is_err() {
+                buf.clear();
+            }
+            r.ok()
+        };
+        load("stat", stat, Reads::One)?;
+        load("status", status, Reads::One)?;
+        // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a read.
+        load("cmdline", cmdline, Reads::UntilEmpty);
+        let status = parse_status(&String::from_utf8_lossy(status));
+        let statm = match status.shared_kib {
+            Some(_) => None,
+            None => {
+                load("statm", statm, Reads::One);
+                Some(String::from_utf8_lossy(statm)).filter(|s| !s.is_empty())
+            }
+        };
+        let stat = String::from_utf8_lossy(stat);
+        from_parts(pid, &stat, &status, cmdline, statm.as_deref(), *page_kib)
+    }
+}
+
+impl ProcReader {
+    /// One process's stat only; `None` if it vanished.
+    pub fn usage(&mut self, pid: u32) -> Option<Usage> {
+        let path = proc_path(&mut self.path, &self.base, pid, "stat")?;
+        read_whole(path, &mut self.stat, Reads::One).ok()?;
+        Usage::parse(pid, &String::from_utf8_lossy(&self.stat), self.page_kib)
+    }
+}
+
+/// "<base><pid>/<name>" as a C string, built in `buf`.
+fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Option<&'a CStr> {
+    buf.clear();
+    buf.extend_from_slice(base);
+    // The digits by hand: write! costs more than the rest of the path.
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = pid;
     loop {
-        match f.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+    buf.push(b'/');
+    buf.extend_from_slice(name.as_bytes());
+    buf.push(0);
+    CStr::from_bytes_with_nul(buf).ok()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// The kernel hands over the whole file in one read that fits it (seq_file: stat,
+    /// status; statm, a hundred bytes): a shorter read is the end, and the closing read
+    /// that returns 0 is saved, one syscall per file.
+    One,
+    /// Read until a read returns 0.
+    UntilEmpty,
+}
+
+/// Reads a file into `buf` with plain read(2) calls: fs::read first does fstat and lseek
+/// for a size hint, which /proc files do not give (size 0), and then grows its buffer
+/// from 32 bytes, a read per doubling.
+fn read_whole(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> std::io::Result<()> {
+    const CHUNK: usize = 4096;
+    buf.clear();
+    let mut f = crate::sys::fd::open_readonly(path)?;
+    loop {
+        let len = buf.len();
+        // What is left of the capacity, unless too little: the read that only confirms
+        // the end then needs no bigger buffer.
+        if buf.capacity() - len < CHUNK / 4 {
+            buf.reserve(CHUNK);
+        }
+        let want = buf.capacity() - len;
+        buf.resize(len + want, 0);
+        match f.read(&mut buf[len..]) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                if n == 0 || (reads == Reads::One && n < want) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
         }
     }
 }
 
-/// Every process in /proc, by pid. Processes that exit while being read are skipped.
-pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
-    let page_kib = (crate::sys::sysconf::page_size() / 1024).max(1);
+/// `read` applied to every pid in /proc, ascending; processes that exit while being
+/// read are skipped.
+fn each_process<T>(ctx: &Ctx, read: fn(&mut ProcReader, u32) -> Option<T>) -> Vec<T> {
     let Ok(dir) = std::fs::read_dir(ctx.path("proc")) else {
         return Vec::new();
     };
@@ -169,9 +365,20 @@ pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
+    let mut reader = ProcReader::new(ctx);
     pids.into_iter()
-        .filter_map(|pid| read_process(ctx, pid, page_kib))
+        .filter_map(|pid| read(&mut reader, pid))
         .collect()
+}
+
+/// Every process in /proc, by pid.
+pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
+    each_process(ctx, ProcReader::read)
+}
+
+/// [`Usage`] of every process in /proc, by pid.
+pub fn read_usage(ctx: &Ctx) -> Vec<Usage> {
+    each_process(ctx, ProcReader::usage)
 }
 
 /// Remembers the previous sample so %CPU covers the interval since then, as top does
@@ -195,18 +402,17 @@ impl CpuSampler {
     /// interval since the previous call; on the first call, and for processes started
     /// since, over the process's lifetime (like ps). `uptime` is /proc/uptime's first
     /// number, `hz` the clock tick rate.
-    pub fn sample(&mut self, procs: &[Process], uptime: f64, hz: u64) -> HashMap<u32, f64> {
+    pub fn sample(&mut self, procs: &[Usage], uptime: f64, hz: u64) -> HashMap<u32, f64> {
         let hz = hz.max(1) as f64;
         let prev = self.prev.take().filter(|p| p.uptime < uptime);
         let mut out = HashMap::with_capacity(procs.len());
         for p in procs {
-            let ticks = p.cpu_ticks();
             let before = prev
                 .as_ref()
                 .and_then(|s| Some((s.uptime, *s.ticks.get(&(p.pid, p.starttime))?)));
             let (used, elapsed) = match before {
-                Some((then, old)) => (ticks.saturating_sub(old) as f64, (uptime - then) * hz),
-                None => (ticks as f64, uptime * hz - p.starttime as f64),
+                Some((then, old)) => (p.ticks.saturating_sub(old) as f64, (uptime - then) * hz),
+                None => (p.ticks as f64, uptime * hz - p.starttime as f64),
             };
             let pct = if elapsed > 0.0 {
                 used * 100.0 / elapsed
@@ -219,7 +425,7 @@ impl CpuSampler {
             uptime,
             ticks: procs
                 .iter()
-                .map(|p| ((p.pid, p.starttime), p.cpu_ticks()))
+                .map(|p| ((p.pid, p.starttime), p.ticks))
                 .collect(),
         });
         out
@@ -262,12 +468,13 @@ mod tests {
                         1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
     const STATUS: &str = "Name:\tmy (odd) prog\nState:\tS (sleeping)\nUid:\t0\t48\t48\t48\n";
 
-    fn proc_with(pid: u32, ticks: u64, starttime: u64) -> Process {
-        let mut p = parse_process(pid, STAT, STATUS, b"", None, 4).unwrap();
-        p.utime = ticks;
-        p.stime = 0;
-        p.starttime = starttime;
-        p
+    fn usage_with(pid: u32, ticks: u64, starttime: u64) -> Usage {
+        Usage {
+            pid,
+            starttime,
+            ticks,
+            rss_kib: 0,
+        }
     }
 
     #[test]
@@ -308,23 +515,23 @@ mod tests {
     fn first_sample_is_since_process_start() {
         let mut s = CpuSampler::default();
         // Started 10 s after boot, now 20 s after boot at 100 Hz: 1000 ticks elapsed.
-        let pct = s.sample(&[proc_with(7, 500, 1000)], 20.0, 100);
+        let pct = s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
         assert_eq!(pct[&7], 50.0);
     }
 
     #[test]
     fn second_sample_is_over_the_interval() {
         let mut s = CpuSampler::default();
-        s.sample(&[proc_with(7, 500, 1000)], 20.0, 100);
-        let pct = s.sample(&[proc_with(7, 700, 1000)], 22.0, 100);
+        s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
+        let pct = s.sample(&[usage_with(7, 700, 1000)], 22.0, 100);
         assert_eq!(pct[&7], 100.0);
     }
 
     #[test]
     fn reused_pid_starts_over() {
         let mut s = CpuSampler::default();
-        s.sample(&[proc_with(7, 5000, 0)], 100.0, 100);
-        let pct = s.sample(&[proc_with(7, 100, 10_000)], 102.0, 100);
+        s.sample(&[usage_with(7, 5000, 0)], 100.0, 100);
+        let pct = s.sample(&[usage_with(7, 100, 10_000)], 102.0, 100);
         // New process: 100 ticks over its 200-tick life, not (100 - 5000) over the interval.
         assert_eq!(pct[&7], 50.0);
     }

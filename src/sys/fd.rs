@@ -1,4 +1,5 @@
-//! File-descriptor flags: non-blocking mode and SIGIO ownership (fcntl).
+//! File-descriptor flags: non-blocking mode and SIGIO ownership (fcntl); and an open(2)
+//! for reading that sets close-on-exec without one.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -25,4 +26,24 @@ fn set_flags(fd: BorrowedFd<'_>, add: libc::c_int) -> io::Result<()> {
     // SAFETY: as above; `flags` came from F_GETFL on the same descriptor.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | add) })?;
     Ok(())
+}
+
+/// Opens `path` read-only and close-on-exec with openat(AT_FDCWD) (2.6.16): musl's
+/// open() follows O_CLOEXEC with an fcntl(F_SETFD) for kernels before 2.6.23, which
+/// ignore the flag, and its openat() does not. That is one syscall in four where the
+/// agent reads hundreds of /proc files for one reply.
+pub fn open_readonly(path: &std::ffi::CStr) -> io::Result<std::fs::File> {
+    // SAFETY: `path` is NUL-terminated and lives for the call.
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
