@@ -1,21 +1,60 @@
 //! Whole files read in as few syscalls as they allow. Not `fs::read`: it asks fstat and
 //! lseek for the size first, which a /proc or /sys file does not give (0), then reads
 //! from 32 bytes up: eight reads for /proc/stat, seven for /proc/diskstats, where one
-//! with room enough and one that says end of file do.
+//! with room enough and one that says end of file do (or the one, for the /proc files
+//! the kernel hands over whole: [`Reads::One`]).
 
+use std::ffi::{CStr, CString};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// What the first read may fill: most /proc and /sys files fit.
-const FIRST_READ: usize = 4096;
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// The kernel hands over the whole file in one read that fits it (seq_file: stat,
+    /// status; statm, a hundred bytes): a shorter read is the end, and the closing read
+    /// that returns 0 is saved, one syscall per file.
+    One,
+    /// Read until a read returns 0.
+    UntilEmpty,
+}
 
-/// Appends the file's bytes to `buf`.
+/// Reads the file at `path` into `buf` (cleared first), opened without musl's extra
+/// fcntl (sys::fd::open_readonly).
+pub fn read_cstr(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> io::Result<()> {
+    const CHUNK: usize = 4096;
+    buf.clear();
+    let mut f = crate::sys::fd::open_readonly(path)?;
+    loop {
+        let len = buf.len();
+        // What is left of the capacity, unless too little: the read that only confirms
+        // the end then needs no bigger buffer.
+        if buf.capacity() - len < CHUNK / 4 {
+            buf.reserve(CHUNK);
+        }
+        let want = buf.capacity() - len;
+        buf.resize(len + want, 0);
+        match f.read(&mut buf[len..]) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                if n == 0 || (reads == Reads::One && n < want) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The file's bytes into `buf` (cleared first).
 pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    buf.reserve(FIRST_READ);
-    // Through `Take`, read_to_end fills `buf` without File's size probe.
-    Read::take(&mut file, u64::MAX).read_to_end(buf)?;
-    Ok(())
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    read_cstr(&path, buf, Reads::UntilEmpty)
 }
 
 /// The file's bytes.
@@ -42,10 +81,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.join("big"), &big).unwrap();
-        let mut buf = b"head".to_vec();
+        let mut buf = b"left over".to_vec();
         read_into(&dir.join("big"), &mut buf).unwrap();
-        assert_eq!(&buf[..4], b"head");
-        assert!(buf[4..] == big[..]);
+        assert!(buf == big);
+        let mut stat = Vec::new();
+        read_cstr(c"/proc/self/stat", &mut stat, Reads::One).unwrap();
+        assert!(stat.ends_with(b"\n"));
         std::fs::write(dir.join("latin1"), b"caf\xe9").unwrap();
         let e = read_to_string(&dir.join("latin1")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);

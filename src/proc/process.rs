@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 
 use super::stat::CpuTimes;
 use crate::ctx::Ctx;
+use crate::whole_file::{self, Reads};
 
 /// One process, as top and ps describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,7 +256,7 @@ impl ProcReader {
         } = self;
         let mut load = |name: &str, buf: &mut Vec<u8>, reads: Reads| {
             let r = match proc_path(path, base, pid, name) {
-                Some(p) => read_whole(p, buf, reads),
+                Some(p) => whole_file::read_cstr(p, buf, reads),
                 None => Err(std::io::ErrorKind::InvalidInput.into()),
             };
             if r.is_err() {
@@ -285,7 +285,7 @@ impl ProcReader {
     /// One process's stat only; `None` if it vanished.
     pub fn usage(&mut self, pid: u32) -> Option<Usage> {
         let path = proc_path(&mut self.path, &self.base, pid, "stat")?;
-        read_whole(path, &mut self.stat, Reads::One).ok()?;
+        whole_file::read_cstr(path, &mut self.stat, Reads::One).ok()?;
         Usage::parse(pid, &String::from_utf8_lossy(&self.stat), self.page_kib)
     }
 }
@@ -311,48 +311,6 @@ fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Opt
     buf.extend_from_slice(name.as_bytes());
     buf.push(0);
     CStr::from_bytes_with_nul(buf).ok()
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Reads {
-    /// The kernel hands over the whole file in one read that fits it (seq_file: stat,
-    /// status; statm, a hundred bytes): a shorter read is the end, and the closing read
-    /// that returns 0 is saved, one syscall per file.
-    One,
-    /// Read until a read returns 0.
-    UntilEmpty,
-}
-
-/// Reads a file into `buf` with plain read(2) calls: fs::read first does fstat and lseek
-/// for a size hint, which /proc files do not give (size 0), and then grows its buffer
-/// from 32 bytes, a read per doubling.
-fn read_whole(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> std::io::Result<()> {
-    const CHUNK: usize = 4096;
-    buf.clear();
-    let mut f = crate::sys::fd::open_readonly(path)?;
-    loop {
-        let len = buf.len();
-        // What is left of the capacity, unless too little: the read that only confirms
-        // the end then needs no bigger buffer.
-        if buf.capacity() - len < CHUNK / 4 {
-            buf.reserve(CHUNK);
-        }
-        let want = buf.capacity() - len;
-        buf.resize(len + want, 0);
-        match f.read(&mut buf[len..]) {
-            Ok(n) => {
-                buf.truncate(len + n);
-                if n == 0 || (reads == Reads::One && n < want) {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
-        }
-    }
 }
 
 /// `read` applied to every pid in /proc, ascending; processes that exit while being
