@@ -6,7 +6,7 @@
 //! later run: writing and removing 100,000 process directories in each of the five passes
 //! took minutes. The directory's name carries a hash of this file, of the sizes and of the
 //! centos7 fixture, so a change to the generator or the fixture builds a new tree (and
-//! removes the old ones of the same sizes). A tree is built under a temporary name and renamed into place,
+//! removes the old ones of the same sizes, about 800 MB each on ext4). A tree is built under a temporary name and renamed into place,
 //! which is atomic: a test never sees half a tree, and of two builders racing, the loser
 //! removes its copy and uses the winner's. The trees are read-only to the tests.
 //!
@@ -49,7 +49,11 @@ pub fn sysroot(processes: u32, mounts: u32) -> PathBuf {
     for entry in std::fs::read_dir(base).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy();
-        if name.starts_with(&prefix) && path != root {
+        // Older versions, and the half-built trees of test runs that were killed.
+        let dead_builder = name
+            .strip_prefix("building-")
+            .is_some_and(|pid| !Path::new("/proc").join(pid).exists());
+        if (name.starts_with(&prefix) && path != root) || dead_builder {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
