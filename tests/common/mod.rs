@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod as2632;
+pub mod many_procs;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
