@@ -88,10 +88,6 @@ fn from_parts(
     page_kib: u64,
 ) -> Option<Process> {
     let (comm, f) = split_stat(stat)?;
-    let f = f.as_slice();
-    // Field numbers of proc(5) minus 3 (pid and comm are gone, numbering starts at 1).
-    let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
-    let signed = |n: usize| f.get(n - 3).and_then(|s| s.parse::<i64>().ok());
     let uid = status.uid?;
     let shared_kib = match statm {
         Some(s) => s
@@ -114,20 +110,18 @@ fn from_parts(
     Some(Process {
         pid,
         uid,
-        state: f.first()?.chars().next()?,
+        state: f.as_slice().first()?.chars().next()?,
         comm: comm.to_string(),
         cmdline: joined,
-        ppid: num(4)? as u32,
-        priority: signed(18)?,
-        nice: signed(19)?,
-        utime: num(14)?,
-        stime: num(15)?,
-        starttime: num(22)?,
-        threads: num(20)? as u32,
-        vsize_kib: num(23)? / 1024,
-        // rss is signed in the kernel's output format; a negative value never occurs
-        // for a live task, but read it leniently.
-        rss_kib: signed(24)?.max(0) as u64 * page_kib,
+        ppid: f.num(4)? as u32,
+        priority: f.signed(18)?,
+        nice: f.signed(19)?,
+        utime: f.num(14)?,
+        stime: f.num(15)?,
+        starttime: f.num(22)?,
+        threads: f.num(20)? as u32,
+        vsize_kib: f.num(23)? / 1024,
+        rss_kib: f.rss_kib(page_kib)?,
         shared_kib,
     })
 }
@@ -138,6 +132,21 @@ struct StatFields<'a>([&'a str; 22], usize);
 impl<'a> StatFields<'a> {
     fn as_slice(&self) -> &[&'a str] {
         &self.0[..self.1]
+    }
+
+    /// Field `n` as numbered in proc(5) (pid is 1, comm 2, state 3).
+    fn num(&self, n: usize) -> Option<u64> {
+        self.as_slice().get(n - 3)?.parse().ok()
+    }
+
+    fn signed(&self, n: usize) -> Option<i64> {
+        self.as_slice().get(n - 3)?.parse().ok()
+    }
+
+    /// rss (field 24) in KiB. It is signed in the kernel's output format; a negative
+    /// value never occurs for a live task, but it is read leniently.
+    fn rss_kib(&self, page_kib: u64) -> Option<u64> {
+        Some(self.signed(24)?.max(0) as u64 * page_kib)
     }
 }
 
@@ -173,13 +182,11 @@ pub struct Usage {
 impl Usage {
     fn parse(pid: u32, stat: &str, page_kib: u64) -> Option<Usage> {
         let (_, f) = split_stat(stat)?;
-        let f = f.as_slice();
-        let num = |n: usize| f.get(n - 3).and_then(|s| s.parse::<u64>().ok());
         Some(Usage {
             pid,
-            starttime: num(22)?,
-            ticks: num(14)? + num(15)?,
-            rss_kib: f.get(21)?.parse::<i64>().ok()?.max(0) as u64 * page_kib,
+            starttime: f.num(22)?,
+            ticks: f.num(14)? + f.num(15)?,
+            rss_kib: f.rss_kib(page_kib)?,
         })
     }
 }

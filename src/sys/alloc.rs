@@ -6,8 +6,8 @@
 //! writes its reply into another, so every request paid 5–6 mmap/munmap pairs, and a page
 //! fault and the kernel's zeroing for every page it touched again, plus mallocng's ~100
 //! instructions per malloc or free. Kept blocks make a steady stream of requests allocate
-//! from the lists alone. What is kept is bounded ([`KEEP_BYTES`] a size, one block of the
-//! larger ones), and given back once the agent is idle ([`trim`]), so an idle agent holds
+//! from the lists alone. What is kept is bounded ([`KEEP_BYTES`] a size, [`KEEP_BLOCKS`] of
+//! the larger ones), and given back once the agent is idle ([`trim`]), so an idle agent holds
 //! what it needs, not what its busiest second did.
 
 use std::alloc::{GlobalAlloc, Layout, System};
