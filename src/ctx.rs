@@ -89,6 +89,5 @@ fn read_text(path: &Path) -> Result<String, Error> {
     let mut bytes = Vec::new();
     whole_file::read_into(path, &mut bytes)
         .map_err(|e| Error::io(format!("failed to read '{}'", path.display()), e))?;
-    Ok(String::from_utf8(bytes)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(whole_file::lossy_text(bytes))
 }

@@ -64,6 +64,12 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// `bytes` as text, invalid UTF-8 replaced; valid text (the usual case) is kept as it is,
+/// not copied as `String::from_utf8_lossy` would.
+pub fn lossy_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The file's text; not UTF-8 is an `InvalidData` error, as from `fs::read_to_string`.
 pub fn read_to_string(path: &Path) -> io::Result<String> {
     String::from_utf8(read(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

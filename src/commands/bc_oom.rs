@@ -167,10 +167,7 @@ fn kernel_log_scan(ctx: &Ctx, cache: &mut KernelLogCache) -> LogScan {
             return LogScan::default();
         }
     };
-    // Valid UTF-8 (the usual case) is kept as it is, not copied.
-    let text = String::from_utf8(text)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let log = scan(&text);
+    let log = scan(&crate::whole_file::lossy_text(text));
     match first_seq {
         Some(Ok(first_seq)) => {
             cache.scanned = Some(Scanned {
