@@ -1,13 +1,13 @@
 # qga-bc build, test and run targets. `make` builds the static musl agents.
 TARGETS   := x86_64-unknown-linux-musl i686-unknown-linux-musl
 # Plain static executables (not static-pie): every kernel back to 2.6.32 loads them.
-STATIC_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static
+STATIC_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static -C symbol-mangling-version=v0
 SOCK      := run/qga.sock
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CARGO     ?= cargo
 SHELL     := /bin/bash
 
-.PHONY: all build deps test run stop bench soak fuzz clean rpm deb pkgtest
+.PHONY: all build deps test run stop bench soak fuzz clean rpm deb pkgtest hot-code
 
 all: build
 
@@ -36,10 +36,11 @@ deps:
 	  (cd target/vm/deb && apt-get download -q=2 "$$pkg") && \
 	  dpkg-deb -x target/vm/deb/$${pkg}_*.deb target/vm/kernel && ls target/vm/kernel/boot/vmlinuz-*
 
-# The integration tests that run the binary: the files that start it through the harness
-# (tests/common/mod.rs). The in-process tests of the library run in the host pass only;
-# QGA_BIN and QGA_AS2632 change nothing for them.
-BIN_TESTS  = $(sort $(basename $(notdir $(shell grep -lE 'Agent::|agent_command|client_command|as_tested' tests/*.rs))))
+# The integration tests that run or read the binary: the files that start it through the
+# harness (tests/common/mod.rs) or take its path from it (agent_bin: the benches, skipped
+# here as in the host pass, and the code-layout check). The in-process tests of the library
+# run in the host pass only; QGA_BIN and QGA_AS2632 change nothing for them.
+BIN_TESTS  = $(sort $(basename $(notdir $(shell grep -lE 'Agent::|agent_command|client_command|as_tested|agent_bin\(\)' tests/*.rs))))
 
 # Every test in five passes (as root each with the tests marked `needs root`), and as root
 # a sixth, `packages` (make pkgtest: the rpm and deb read and installed, tests/packages.sh):
@@ -58,12 +59,12 @@ test: build
 	  echo "=== pass $$name: $$*"; "$$@" 2>&1 | tee -a target/test-$$name.log || fail=1; \
 	  echo $$(( $$(date +%s) - t0 )) >> target/test-$$name.secs; }; \
 	pass host $(CARGO) test --locked --no-fail-fast; \
-	if [ -n "$$ign" ]; then pass host $(CARGO) test --locked --no-fail-fast -- --ignored --skip bench_ --skip soak_long; \
+	if [ -n "$$ign" ]; then pass host $(CARGO) test --locked --no-fail-fast -- --ignored --skip bench_ --skip soak_long --skip record_hot_code; \
 	else echo "not root: tests marked 'needs root' skipped"; fi; \
 	$(MAKE) --no-print-directory build || fail=1; \
 	for f in 0 1; do for t in $(TARGETS); do name=$$t; [ $$f = 1 ] && name=$$t-as2632; \
 	  pass $$name env QGA_BIN=$(CURDIR)/target/$$t/release/qemu-ga QGA_AS2632=$$f \
-	    $(CARGO) test --locked --no-fail-fast $(addprefix --test ,$(BIN_TESTS)) -- $$ign --skip soak_long; \
+	    $(CARGO) test --locked --no-fail-fast $(addprefix --test ,$(BIN_TESTS)) -- $$ign --skip bench_ --skip soak_long --skip record_hot_code; \
 	done; done; \
 	if [ -n "$$ign" ]; then pass packages $(MAKE) --no-print-directory pkgtest; \
 	else echo "not root: package tests (make pkgtest) skipped"; fi; \
@@ -95,6 +96,17 @@ stop:
 clean: stop
 	$(CARGO) clean
 	rm -rf run
+
+# Records src/hot_code.txt, the functions src/build.rs links together in the musl build:
+# an unstripped static agent runs under valgrind's callgrind through the requests hosts
+# send (tests/hot_code.rs). Run it when the code has changed much; `make test` says when
+# the list has gone stale.
+hot-code:
+	command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
+	CARGO_PROFILE_RELEASE_STRIP=false RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked \
+	  --target x86_64-unknown-linux-musl --target-dir target/hot-code --bin qemu-ga
+	QGA_BIN=$(CURDIR)/target/hot-code/x86_64-unknown-linux-musl/release/qemu-ga \
+	  $(CARGO) test --locked --test hot_code -- --ignored --exact record_hot_code --nocapture
 
 # Side-by-side benchmark against Debian's qemu-ga (see `make deps`), printed as ratios.
 bench: build
