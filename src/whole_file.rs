@@ -70,6 +70,16 @@ pub fn lossy_text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// [`lossy_text`] of borrowed bytes: valid text is borrowed. `String::from_utf8_lossy`
+/// would borrow it too, but checks it a byte at a time; `str::from_utf8` takes ASCII a
+/// word at a time, which counts for the process table's hundreds of reads a request.
+pub fn lossy_str(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// The file's text; not UTF-8 is an `InvalidData` error, as from `fs::read_to_string`.
 pub fn read_to_string(path: &Path) -> io::Result<String> {
     String::from_utf8(read(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

@@ -75,7 +75,14 @@ pub fn parse_process(
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    from_parts(pid, stat, &parse_status(status), cmdline, statm, page_kib)
+    from_parts(
+        pid,
+        stat,
+        &parse_status(status.as_bytes()),
+        cmdline,
+        statm,
+        page_kib,
+    )
 }
 
 /// [`parse_process`] with status already parsed.
@@ -200,16 +207,21 @@ struct StatusFields {
     shared_kib: Option<u64>,
 }
 
-/// One pass over status, ending at RssShmem (status runs on for 30 more lines).
-fn parse_status(status: &str) -> StatusFields {
+/// One pass over status, ending at RssShmem (status runs on for 30 more lines). On the
+/// bytes: only the three lines wanted become text, not the whole 1.4 kB (Name may hold
+/// any bytes; the kernel escapes only its newlines).
+fn parse_status(status: &[u8]) -> StatusFields {
+    fn value<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
+        std::str::from_utf8(line.strip_prefix(key)?).ok()
+    }
     let kib = |v: &str| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
     let (mut uid, mut file, mut shmem) = (None, None, None);
-    for l in status.lines() {
-        if let Some(ids) = l.strip_prefix("Uid:") {
+    for l in status.split(|&b| b == b'\n') {
+        if let Some(ids) = value(l, b"Uid:") {
             uid = ids.split_whitespace().nth(1).and_then(|u| u.parse().ok());
-        } else if let Some(v) = l.strip_prefix("RssFile:") {
+        } else if let Some(v) = value(l, b"RssFile:") {
             file = kib(v);
-        } else if let Some(v) = l.strip_prefix("RssShmem:") {
+        } else if let Some(v) = value(l, b"RssShmem:") {
             shmem = kib(v);
             if uid.is_some() {
                 break;
@@ -275,15 +287,15 @@ impl ProcReader {
         load("status", status, Reads::One)?;
         // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a read.
         load("cmdline", cmdline, Reads::UntilEmpty);
-        let status = parse_status(&String::from_utf8_lossy(status));
+        let status = parse_status(status);
         let statm = match status.shared_kib {
             Some(_) => None,
             None => {
                 load("statm", statm, Reads::One);
-                Some(String::from_utf8_lossy(statm)).filter(|s| !s.is_empty())
+                Some(whole_file::lossy_str(statm)).filter(|s| !s.is_empty())
             }
         };
-        let stat = String::from_utf8_lossy(stat);
+        let stat = whole_file::lossy_str(stat);
         from_parts(pid, &stat, &status, cmdline, statm.as_deref(), *page_kib)
     }
 }
@@ -293,7 +305,7 @@ impl ProcReader {
     pub fn usage(&mut self, pid: u32) -> Option<Usage> {
         let path = proc_path(&mut self.path, &self.base, pid, "stat")?;
         whole_file::read_cstr(path, &mut self.stat, Reads::One).ok()?;
-        Usage::parse(pid, &String::from_utf8_lossy(&self.stat), self.page_kib)
+        Usage::parse(pid, &whole_file::lossy_str(&self.stat), self.page_kib)
     }
 }
 
