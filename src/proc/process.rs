@@ -34,7 +34,9 @@ pub struct Process {
     pub threads: u32,
     pub vsize_kib: u64,
     pub rss_kib: u64,
-    /// Resident shared pages from statm (unreadable for a process that just exited).
+    /// Resident shared pages from status or statm; `None` for a process without memory (a
+    /// kernel thread, a zombie: statm reads all zeros) and one that exited before statm
+    /// was read.
     pub shared_kib: Option<u64>,
 }
 
@@ -75,26 +77,21 @@ pub fn parse_process(
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    from_parts(
-        pid,
-        stat,
-        &parse_status(status.as_bytes()),
-        cmdline,
-        statm,
-        page_kib,
-    )
+    let (comm, f) = split_stat(stat)?;
+    let status = parse_status(status.as_bytes());
+    from_parts(pid, comm, &f, &status, cmdline, statm, page_kib)
 }
 
-/// [`parse_process`] with status already parsed.
+/// [`parse_process`] with stat split and status parsed.
 fn from_parts(
     pid: u32,
-    stat: &str,
+    comm: &str,
+    f: &StatFields,
     status: &StatusFields,
     cmdline: &[u8],
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    let (comm, f) = split_stat(stat)?;
     let uid = status.uid?;
     let shared_kib = match statm {
         Some(s) => s
@@ -262,7 +259,8 @@ impl ProcReader {
     }
 
     /// One process; `None` if it vanished between the directory listing and the read.
-    /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
+    /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5),
+    /// cmdline and statm only for a process with memory.
     pub fn read(&mut self, pid: u32) -> Option<Process> {
         let ProcReader {
             base,
@@ -285,18 +283,27 @@ impl ProcReader {
         };
         load("stat", stat, Reads::One)?;
         load("status", status, Reads::One)?;
-        // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a read.
-        load("cmdline", cmdline, Reads::UntilEmpty);
+        let stat = whole_file::lossy_str(stat);
+        let (comm, f) = split_stat(&stat)?;
+        // vsize is 0 only without a memory map (kernel threads, zombies; 2.6.32 as now),
+        // and then the kernel's cmdline is empty and its statm all zeros (each asks
+        // get_task_mm too): two opens saved for each of the many kernel threads.
+        let has_mm = f.num(23)? != 0;
+        cmdline.clear();
+        if has_mm {
+            // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a
+            // read.
+            load("cmdline", cmdline, Reads::UntilEmpty);
+        }
         let status = parse_status(status);
         let statm = match status.shared_kib {
-            Some(_) => None,
-            None => {
+            None if has_mm => {
                 load("statm", statm, Reads::One);
                 Some(whole_file::lossy_str(statm)).filter(|s| !s.is_empty())
             }
+            _ => None,
         };
-        let stat = whole_file::lossy_str(stat);
-        from_parts(pid, &stat, &status, cmdline, statm.as_deref(), *page_kib)
+        from_parts(pid, comm, &f, &status, cmdline, statm.as_deref(), *page_kib)
     }
 }
 
