@@ -5,6 +5,7 @@
 //! the kernel hands over whole: [`Reads::One`]).
 
 use std::ffi::{CStr, CString};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -22,9 +23,14 @@ pub enum Reads {
 /// Reads the file at `path` into `buf` (cleared first), opened without musl's extra
 /// fcntl (sys::fd::open_readonly).
 pub fn read_cstr(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> io::Result<()> {
+    buf.clear();
+    read_from(crate::sys::fd::open_readonly(path)?, buf, reads)
+}
+
+/// Reads the open file `f` to its end into `buf` (cleared first).
+pub fn read_from(mut f: File, buf: &mut Vec<u8>, reads: Reads) -> io::Result<()> {
     const CHUNK: usize = 4096;
     buf.clear();
-    let mut f = crate::sys::fd::open_readonly(path)?;
     loop {
         let len = buf.len();
         // What is left of the capacity, unless too little: the read that only confirms

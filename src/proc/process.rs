@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::unix::ffi::OsStringExt;
 
 use super::stat::CpuTimes;
 use crate::ctx::Ctx;
+use crate::sys::dirfd::Dir;
 use crate::whole_file::{self, Reads};
 
 /// One process, as top and ps describe it.
@@ -231,10 +231,12 @@ fn parse_status(status: &[u8]) -> StatusFields {
     }
 }
 
-/// Reads each process's files into buffers kept from one process to the next.
+/// Reads each process's files into buffers kept from one process to the next, by paths
+/// relative to the open /proc.
 pub struct ProcReader {
-    /// "<root>/proc/", the start of every path.
-    base: Vec<u8>,
+    /// "<root>/proc", open.
+    dir: Dir,
+    /// "<pid>/<name>", NUL-terminated.
     path: Vec<u8>,
     stat: Vec<u8>,
     status: Vec<u8>,
@@ -244,18 +246,34 @@ pub struct ProcReader {
 }
 
 impl ProcReader {
-    pub fn new(ctx: &Ctx) -> ProcReader {
-        let mut base = ctx.path("proc").into_os_string().into_vec();
-        base.push(b'/');
-        ProcReader {
-            base,
+    /// Opens the context's /proc.
+    pub fn open(ctx: &Ctx) -> std::io::Result<ProcReader> {
+        Ok(ProcReader {
+            dir: Dir::open(&ctx.path("proc"))?,
             path: Vec::new(),
             stat: Vec::new(),
             status: Vec::new(),
             cmdline: Vec::new(),
             statm: Vec::new(),
             page_kib: (crate::sys::sysconf::page_size() / 1024).max(1),
-        }
+        })
+    }
+
+    /// `read` applied to every pid in /proc, ascending; processes that exit while being
+    /// read are skipped. Once per reader: the listing goes on from where it ended.
+    pub fn each<T>(&mut self, read: fn(&mut ProcReader, u32) -> Option<T>) -> Vec<T> {
+        let mut pids = Vec::new();
+        // 2,000 processes list in 48 KiB; a larger /proc takes a few calls more.
+        let mut buf = vec![0u8; 64 * 1024];
+        // An error part way leaves the pids listed before it, as std's ReadDir would.
+        let _ = self.dir.for_each_name(&mut buf, |name| {
+            if let Some(pid) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok()) {
+                pids.push(pid);
+            }
+        });
+        drop(buf);
+        pids.sort_unstable();
+        pids.into_iter().filter_map(|pid| read(self, pid)).collect()
     }
 
     /// One process; `None` if it vanished between the directory listing and the read.
@@ -263,7 +281,7 @@ impl ProcReader {
     /// cmdline and statm only for a process with memory.
     pub fn read(&mut self, pid: u32) -> Option<Process> {
         let ProcReader {
-            base,
+            dir,
             path,
             stat,
             status,
@@ -272,10 +290,7 @@ impl ProcReader {
             page_kib,
         } = self;
         let mut load = |name: &str, buf: &mut Vec<u8>, reads: Reads| {
-            let r = match proc_path(path, base, pid, name) {
-                Some(p) => whole_file::read_cstr(p, buf, reads),
-                None => Err(std::io::ErrorKind::InvalidInput.into()),
-            };
+            let r = load_file(dir, path, pid, name, buf, reads);
             if r.is_err() {
                 buf.clear();
             }
@@ -305,21 +320,32 @@ impl ProcReader {
         };
         from_parts(pid, comm, &f, &status, cmdline, statm.as_deref(), *page_kib)
     }
-}
 
-impl ProcReader {
     /// One process's stat only; `None` if it vanished.
     pub fn usage(&mut self, pid: u32) -> Option<Usage> {
-        let path = proc_path(&mut self.path, &self.base, pid, "stat")?;
-        whole_file::read_cstr(path, &mut self.stat, Reads::One).ok()?;
+        load_file(
+            &self.dir,
+            &mut self.path,
+            pid,
+            "stat",
+            &mut self.stat,
+            Reads::One,
+        )
+        .ok()?;
         Usage::parse(pid, &whole_file::lossy_str(&self.stat), self.page_kib)
     }
 }
 
-/// "<base><pid>/<name>" as a C string, built in `buf`.
-fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Option<&'a CStr> {
-    buf.clear();
-    buf.extend_from_slice(base);
+/// Reads "<pid>/<name>" below `dir` into `buf`, the path built in `path`.
+fn load_file(
+    dir: &Dir,
+    path: &mut Vec<u8>,
+    pid: u32,
+    name: &str,
+    buf: &mut Vec<u8>,
+    reads: Reads,
+) -> std::io::Result<()> {
+    path.clear();
     // The digits by hand: write! costs more than the rest of the path.
     let mut digits = [0u8; 10];
     let mut i = digits.len();
@@ -332,37 +358,18 @@ fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Opt
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
-    buf.push(b'/');
-    buf.extend_from_slice(name.as_bytes());
-    buf.push(0);
-    CStr::from_bytes_with_nul(buf).ok()
-}
-
-/// `read` applied to every pid in /proc, ascending; processes that exit while being
-/// read are skipped.
-fn each_process<T>(ctx: &Ctx, read: fn(&mut ProcReader, u32) -> Option<T>) -> Vec<T> {
-    let Ok(dir) = std::fs::read_dir(ctx.path("proc")) else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    let mut reader = ProcReader::new(ctx);
-    pids.into_iter()
-        .filter_map(|pid| read(&mut reader, pid))
-        .collect()
+    path.extend_from_slice(&digits[i..]);
+    path.push(b'/');
+    path.extend_from_slice(name.as_bytes());
+    path.push(0);
+    let path = CStr::from_bytes_with_nul(path).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    buf.clear();
+    whole_file::read_from(dir.open_read(path)?, buf, reads)
 }
 
 /// Every process in /proc, by pid.
 pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
-    each_process(ctx, ProcReader::read)
-}
-
-/// [`Usage`] of every process in /proc, by pid.
-pub fn read_usage(ctx: &Ctx) -> Vec<Usage> {
-    each_process(ctx, ProcReader::usage)
+    ProcReader::open(ctx).map_or_else(|_| Vec::new(), |mut r| r.each(ProcReader::read))
 }
 
 /// Remembers the previous sample so %CPU covers the interval since then, as top does
