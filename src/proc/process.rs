@@ -204,25 +204,25 @@ struct StatusFields {
     shared_kib: Option<u64>,
 }
 
-/// One pass over status, ending at RssShmem (status runs on for 30 more lines). On the
-/// bytes: only the three lines wanted become text, not the whole 1.4 kB (Name may hold
-/// any bytes; the kernel escapes only its newlines).
+/// One pass over status, ending at RssShmem, or at Threads (which follows the memory
+/// lines on every kernel, and which a kernel thread's status reaches without them).
 fn parse_status(status: &[u8]) -> StatusFields {
-    fn value<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
-        std::str::from_utf8(line.strip_prefix(key)?).ok()
-    }
     let kib = |v: &str| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
     let (mut uid, mut file, mut shmem) = (None, None, None);
-    for l in status.split(|&b| b == b'\n') {
-        if let Some(ids) = value(l, b"Uid:") {
+    // As text for `lines`, which finds each newline a word at a time (a split of the
+    // bytes goes a byte at a time); valid UTF-8 but for a rare Name, so not copied.
+    for l in whole_file::lossy_str(status).lines() {
+        if let Some(ids) = l.strip_prefix("Uid:") {
             uid = ids.split_whitespace().nth(1).and_then(|u| u.parse().ok());
-        } else if let Some(v) = value(l, b"RssFile:") {
+        } else if let Some(v) = l.strip_prefix("RssFile:") {
             file = kib(v);
-        } else if let Some(v) = value(l, b"RssShmem:") {
+        } else if let Some(v) = l.strip_prefix("RssShmem:") {
             shmem = kib(v);
             if uid.is_some() {
                 break;
             }
+        } else if l.starts_with("Threads:") && uid.is_some() {
+            break;
         }
     }
     StatusFields {
