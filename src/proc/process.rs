@@ -204,6 +204,21 @@ struct StatusFields {
     shared_kib: Option<u64>,
 }
 
+/// A kernel thread's bit in stat's flags (field 9): 0x00200000 from 2.6.27 to now.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// What a kernel thread's status says, so it is not read: a kernel thread has the
+/// credentials of kthreadd (root) for its life. Only commit_creds() changes the
+/// credentials status shows (the task's own), and the one caller in a kernel thread is
+/// the usermode helper, with root's, before its exec; threads that act for a user (nfsd,
+/// cachefiles, io_uring's) override_creds(), which status does not show. Three in four
+/// of a small guest's processes are kernel threads, and status costs the kernel twice
+/// what stat does.
+const KTHREAD_STATUS: StatusFields = StatusFields {
+    uid: Some(0),
+    shared_kib: None,
+};
+
 /// One pass over status, ending at RssShmem, or at Threads (which follows the memory
 /// lines on every kernel, and which a kernel thread's status reaches without them).
 fn parse_status(status: &[u8]) -> StatusFields {
@@ -297,20 +312,24 @@ impl ProcReader {
             r.ok()
         };
         load("stat", stat, Reads::One)?;
-        load("status", status, Reads::One)?;
         let stat = whole_file::lossy_str(stat);
         let (comm, f) = split_stat(&stat)?;
         // vsize is 0 only without a memory map (kernel threads, zombies; 2.6.32 as now),
         // and then the kernel's cmdline is empty and its statm all zeros (each asks
         // get_task_mm too): two opens saved for each of the many kernel threads.
         let has_mm = f.num(23)? != 0;
+        let status = if has_mm || f.num(9).unwrap_or(0) & PF_KTHREAD == 0 {
+            load("status", status, Reads::One)?;
+            parse_status(status)
+        } else {
+            KTHREAD_STATUS
+        };
         cmdline.clear();
         if has_mm {
             // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a
             // read.
             load("cmdline", cmdline, Reads::UntilEmpty);
         }
-        let status = parse_status(status);
         let statm = match status.shared_kib {
             None if has_mm => {
                 load("statm", statm, Reads::One);
