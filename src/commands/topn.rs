@@ -141,10 +141,7 @@ fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<Top
     let mem_total_kib = parse_meminfo(&ctx.read("proc/meminfo")?)?.total;
     let uptime = read_uptime(ctx)?;
     let cpu = session.cpu_sampler.sample(&usage, uptime, clock_ticks());
-    let mut ranked: Vec<(&Usage, f64)> = usage
-        .iter()
-        .map(|u| (u, cpu.get(&u.pid).copied().unwrap_or(0.0)))
-        .collect();
+    let mut ranked: Vec<(&Usage, f64)> = usage.iter().zip(cpu).collect();
     ranked.sort_by(|(a, a_cpu), (b, b_cpu)| {
         let by_cpu = b_cpu.total_cmp(a_cpu);
         let by_mem = b.rss_kib.cmp(&a.rss_kib);

@@ -1,7 +1,6 @@
 //! The process table from /proc/<pid>/{stat,status,cmdline,statm}, and the sampler that
 //! turns cumulative CPU ticks into %CPU over an interval (what top shows).
 
-use std::collections::HashMap;
 use std::ffi::CStr;
 
 use super::stat::CpuTimes;
@@ -403,41 +402,55 @@ pub struct CpuSampler {
 #[derive(Debug)]
 struct Sample {
     uptime: f64,
-    /// (pid, starttime) -> utime + stime: a reused pid has another start time.
-    ticks: HashMap<(u32, u64), u64>,
+    /// (pid, starttime, utime + stime), ascending: a reused pid has another start time.
+    /// Sorted, not hashed: two maps of every process, SipHash-keyed, were a tenth of
+    /// top-N's own (user) time.
+    ticks: Vec<(u32, u64, u64)>,
 }
 
 impl CpuSampler {
-    /// %CPU of each process (percent of one CPU, so up to 100 × CPUs, like top) over the
-    /// interval since the previous call; on the first call, and for processes started
-    /// since, over the process's lifetime (like ps). `uptime` is /proc/uptime's first
-    /// number, `hz` the clock tick rate.
-    pub fn sample(&mut self, procs: &[Usage], uptime: f64, hz: u64) -> HashMap<u32, f64> {
+    /// %CPU of each of `procs`, in their order (percent of one CPU, so up to 100 × CPUs,
+    /// like top) over the interval since the previous call; on the first call, and for
+    /// processes started since, over the process's lifetime (like ps). `uptime` is
+    /// /proc/uptime's first number, `hz` the clock tick rate.
+    pub fn sample(&mut self, procs: &[Usage], uptime: f64, hz: u64) -> Vec<f64> {
         let hz = hz.max(1) as f64;
         let prev = self.prev.take().filter(|p| p.uptime < uptime);
-        let mut out = HashMap::with_capacity(procs.len());
-        for p in procs {
-            let before = prev
-                .as_ref()
-                .and_then(|s| Some((s.uptime, *s.ticks.get(&(p.pid, p.starttime))?)));
-            let (used, elapsed) = match before {
-                Some((then, old)) => (p.ticks.saturating_sub(old) as f64, (uptime - then) * hz),
-                None => (p.ticks as f64, uptime * hz - p.starttime as f64),
-            };
-            let pct = if elapsed > 0.0 {
-                used * 100.0 / elapsed
-            } else {
-                0.0
-            };
-            out.insert(p.pid, if pct.is_finite() { pct } else { 0.0 });
-        }
-        self.prev = Some(Sample {
-            uptime,
-            ticks: procs
-                .iter()
-                .map(|p| ((p.pid, p.starttime), p.ticks))
-                .collect(),
-        });
+        let out = procs
+            .iter()
+            .map(|p| {
+                let before = prev.as_ref().and_then(|s| {
+                    let i = s
+                        .ticks
+                        .binary_search_by_key(&(p.pid, p.starttime), |&(pid, start, _)| {
+                            (pid, start)
+                        })
+                        .ok()?;
+                    Some((s.uptime, s.ticks[i].2))
+                });
+                let (used, elapsed) = match before {
+                    Some((then, old)) => (p.ticks.saturating_sub(old) as f64, (uptime - then) * hz),
+                    None => (p.ticks as f64, uptime * hz - p.starttime as f64),
+                };
+                let pct = if elapsed > 0.0 {
+                    used * 100.0 / elapsed
+                } else {
+                    0.0
+                };
+                if pct.is_finite() {
+                    pct
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut ticks: Vec<_> = procs
+            .iter()
+            .map(|p| (p.pid, p.starttime, p.ticks))
+            .collect();
+        // Already in order when the procs came from ProcReader::each.
+        ticks.sort_unstable();
+        self.prev = Some(Sample { uptime, ticks });
         out
     }
 
@@ -526,7 +539,7 @@ mod tests {
         let mut s = CpuSampler::default();
         // Started 10 s after boot, now 20 s after boot at 100 Hz: 1000 ticks elapsed.
         let pct = s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
-        assert_eq!(pct[&7], 50.0);
+        assert_eq!(pct, [50.0]);
     }
 
     #[test]
@@ -534,7 +547,7 @@ mod tests {
         let mut s = CpuSampler::default();
         s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
         let pct = s.sample(&[usage_with(7, 700, 1000)], 22.0, 100);
-        assert_eq!(pct[&7], 100.0);
+        assert_eq!(pct, [100.0]);
     }
 
     #[test]
@@ -543,7 +556,7 @@ mod tests {
         s.sample(&[usage_with(7, 5000, 0)], 100.0, 100);
         let pct = s.sample(&[usage_with(7, 100, 10_000)], 102.0, 100);
         // New process: 100 ticks over its 200-tick life, not (100 - 5000) over the interval.
-        assert_eq!(pct[&7], 50.0);
+        assert_eq!(pct, [50.0]);
     }
 
     #[test]
