@@ -5,6 +5,7 @@
 //! the kernel hands over whole: [`Reads::One`]).
 
 use std::ffi::{CStr, CString};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -22,9 +23,14 @@ pub enum Reads {
 /// Reads the file at `path` into `buf` (cleared first), opened without musl's extra
 /// fcntl (sys::fd::open_readonly).
 pub fn read_cstr(path: &CStr, buf: &mut Vec<u8>, reads: Reads) -> io::Result<()> {
+    buf.clear();
+    read_from(crate::sys::fd::open_readonly(path)?, buf, reads)
+}
+
+/// Reads the open file `f` to its end into `buf` (cleared first).
+pub fn read_from(mut f: File, buf: &mut Vec<u8>, reads: Reads) -> io::Result<()> {
     const CHUNK: usize = 4096;
     buf.clear();
-    let mut f = crate::sys::fd::open_readonly(path)?;
     loop {
         let len = buf.len();
         // What is left of the capacity, unless too little: the read that only confirms
@@ -68,6 +74,16 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
 /// not copied as `String::from_utf8_lossy` would.
 pub fn lossy_text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`lossy_text`] of borrowed bytes: valid text is borrowed. `String::from_utf8_lossy`
+/// would borrow it too, but checks it a byte at a time; `str::from_utf8` takes ASCII a
+/// word at a time, which counts for the process table's hundreds of reads a request.
+pub fn lossy_str(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// The file's text; not UTF-8 is an `InvalidData` error, as from `fs::read_to_string`.

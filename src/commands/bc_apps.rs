@@ -77,17 +77,13 @@ pub fn get_app_status(ctx: &Ctx, session: &mut Session, _: NoArgs) -> Result<App
     };
     let mut rows: Vec<ProcessRow> = procs
         .iter()
-        .map(|p| {
+        .zip(pcts)
+        .map(|(p, cpu)| {
             let user = names
                 .get(&p.uid)
                 .cloned()
                 .unwrap_or_else(|| p.uid.to_string());
-            row(
-                p,
-                &user,
-                pcts.get(&p.pid).copied().unwrap_or(0.0),
-                mem.total,
-            )
+            row(p, &user, cpu, mem.total)
         })
         .collect();
     // top's default order: %CPU descending; the pid keeps ties stable.

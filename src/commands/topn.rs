@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::user_names;
 use crate::ctx::{Ctx, Session};
 use crate::error::Error;
-use crate::proc::{clock_ticks, parse_meminfo, read_uptime, read_usage, ProcReader, Usage};
+use crate::proc::{clock_ticks, parse_meminfo, read_uptime, ProcReader, Usage};
 
 /// How many processes when the host names no number (VMAnalyzer's `--top-n` default).
 pub const DEFAULT_COUNT: usize = 5;
@@ -132,17 +132,16 @@ fn count(arg: Option<TopCount>, name: &str) -> Result<usize, Error> {
 
 fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<TopProcess>, Error> {
     // Ranked on stat alone; status and cmdline are read for the chosen only.
-    let usage = read_usage(ctx);
+    let no_process = || Error::Failed("no process found in /proc".into());
+    let mut reader = ProcReader::open(ctx).map_err(|_| no_process())?;
+    let usage = reader.each(ProcReader::usage);
     if usage.is_empty() {
-        return Err(Error::Failed("no process found in /proc".into()));
+        return Err(no_process());
     }
     let mem_total_kib = parse_meminfo(&ctx.read("proc/meminfo")?)?.total;
     let uptime = read_uptime(ctx)?;
     let cpu = session.cpu_sampler.sample(&usage, uptime, clock_ticks());
-    let mut ranked: Vec<(&Usage, f64)> = usage
-        .iter()
-        .map(|u| (u, cpu.get(&u.pid).copied().unwrap_or(0.0)))
-        .collect();
+    let mut ranked: Vec<(&Usage, f64)> = usage.iter().zip(cpu).collect();
     ranked.sort_by(|(a, a_cpu), (b, b_cpu)| {
         let by_cpu = b_cpu.total_cmp(a_cpu);
         let by_mem = b.rss_kib.cmp(&a.rss_kib);
@@ -153,7 +152,6 @@ fn top(ctx: &Ctx, session: &mut Session, n: usize, rank: Rank) -> Result<Vec<Top
         .then(a.pid.cmp(&b.pid))
     });
     let users = user_names(ctx);
-    let mut reader = ProcReader::new(ctx);
     // A process that exits (or whose status is unreadable) before its turn is passed
     // over for the next, as if it had not been listed.
     Ok(ranked

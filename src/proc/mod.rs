@@ -16,7 +16,7 @@ pub mod zoneinfo;
 pub use loadavg::{parse_loadavg, LoadAvg};
 pub use meminfo::{parse_meminfo, read_meminfo, MemInfo};
 pub use mounts::{parse_mountinfo, parse_mounts, Mount, MountInfo};
-pub use process::{read_processes, read_usage, CpuSampler, ProcReader, Process, Usage};
+pub use process::{read_processes, CpuSampler, ProcReader, Process, Usage};
 pub use stat::{clock_ticks, parse_stat, CpuTimes, Stat};
 
 use crate::ctx::Ctx;

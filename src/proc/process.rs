@@ -1,12 +1,11 @@
 //! The process table from /proc/<pid>/{stat,status,cmdline,statm}, and the sampler that
 //! turns cumulative CPU ticks into %CPU over an interval (what top shows).
 
-use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::unix::ffi::OsStringExt;
 
 use super::stat::CpuTimes;
 use crate::ctx::Ctx;
+use crate::sys::dirfd::Dir;
 use crate::whole_file::{self, Reads};
 
 /// One process, as top and ps describe it.
@@ -34,7 +33,9 @@ pub struct Process {
     pub threads: u32,
     pub vsize_kib: u64,
     pub rss_kib: u64,
-    /// Resident shared pages from statm (unreadable for a process that just exited).
+    /// Resident shared pages from status or statm; `None` for a process without memory (a
+    /// kernel thread, a zombie: statm reads all zeros) and one that exited before statm
+    /// was read.
     pub shared_kib: Option<u64>,
 }
 
@@ -75,19 +76,21 @@ pub fn parse_process(
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    from_parts(pid, stat, &parse_status(status), cmdline, statm, page_kib)
+    let (comm, f) = split_stat(stat)?;
+    let status = parse_status(status.as_bytes());
+    from_parts(pid, comm, &f, &status, cmdline, statm, page_kib)
 }
 
-/// [`parse_process`] with status already parsed.
+/// [`parse_process`] with stat split and status parsed.
 fn from_parts(
     pid: u32,
-    stat: &str,
+    comm: &str,
+    f: &StatFields,
     status: &StatusFields,
     cmdline: &[u8],
     statm: Option<&str>,
     page_kib: u64,
 ) -> Option<Process> {
-    let (comm, f) = split_stat(stat)?;
     let uid = status.uid?;
     let shared_kib = match statm {
         Some(s) => s
@@ -200,11 +203,29 @@ struct StatusFields {
     shared_kib: Option<u64>,
 }
 
-/// One pass over status, ending at RssShmem (status runs on for 30 more lines).
-fn parse_status(status: &str) -> StatusFields {
+/// A kernel thread's bit in stat's flags (field 9): 0x00200000 from 2.6.27 to now.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// What a kernel thread's status says, so it is not read: a kernel thread has the
+/// credentials of kthreadd (root) for its life. Only commit_creds() changes the
+/// credentials status shows (the task's own), and the one caller in a kernel thread is
+/// the usermode helper, with root's, before its exec; threads that act for a user (nfsd,
+/// cachefiles, io_uring's) override_creds(), which status does not show. Three in four
+/// of a small guest's processes are kernel threads, and status costs the kernel twice
+/// what stat does.
+const KTHREAD_STATUS: StatusFields = StatusFields {
+    uid: Some(0),
+    shared_kib: None,
+};
+
+/// One pass over status, ending at RssShmem, or at Threads (which follows the memory
+/// lines on every kernel, and which a kernel thread's status reaches without them).
+fn parse_status(status: &[u8]) -> StatusFields {
     let kib = |v: &str| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
     let (mut uid, mut file, mut shmem) = (None, None, None);
-    for l in status.lines() {
+    // As text for `lines`, which finds each newline a word at a time (a split of the
+    // bytes goes a byte at a time); valid UTF-8 but for a rare Name, so not copied.
+    for l in whole_file::lossy_str(status).lines() {
         if let Some(ids) = l.strip_prefix("Uid:") {
             uid = ids.split_whitespace().nth(1).and_then(|u| u.parse().ok());
         } else if let Some(v) = l.strip_prefix("RssFile:") {
@@ -214,6 +235,8 @@ fn parse_status(status: &str) -> StatusFields {
             if uid.is_some() {
                 break;
             }
+        } else if l.starts_with("Threads:") && uid.is_some() {
+            break;
         }
     }
     StatusFields {
@@ -222,10 +245,12 @@ fn parse_status(status: &str) -> StatusFields {
     }
 }
 
-/// Reads each process's files into buffers kept from one process to the next.
+/// Reads each process's files into buffers kept from one process to the next, by paths
+/// relative to the open /proc.
 pub struct ProcReader {
-    /// "<root>/proc/", the start of every path.
-    base: Vec<u8>,
+    /// "<root>/proc", open.
+    dir: Dir,
+    /// "<pid>/<name>", NUL-terminated.
     path: Vec<u8>,
     stat: Vec<u8>,
     status: Vec<u8>,
@@ -235,25 +260,42 @@ pub struct ProcReader {
 }
 
 impl ProcReader {
-    pub fn new(ctx: &Ctx) -> ProcReader {
-        let mut base = ctx.path("proc").into_os_string().into_vec();
-        base.push(b'/');
-        ProcReader {
-            base,
+    /// Opens the context's /proc.
+    pub fn open(ctx: &Ctx) -> std::io::Result<ProcReader> {
+        Ok(ProcReader {
+            dir: Dir::open(&ctx.path("proc"))?,
             path: Vec::new(),
             stat: Vec::new(),
             status: Vec::new(),
             cmdline: Vec::new(),
             statm: Vec::new(),
             page_kib: (crate::sys::sysconf::page_size() / 1024).max(1),
-        }
+        })
+    }
+
+    /// `read` applied to every pid in /proc, ascending; processes that exit while being
+    /// read are skipped. Once per reader: the listing goes on from where it ended.
+    pub fn each<T>(&mut self, read: fn(&mut ProcReader, u32) -> Option<T>) -> Vec<T> {
+        let mut pids = Vec::new();
+        // 2,000 processes list in 48 KiB; a larger /proc takes a few calls more.
+        let mut buf = vec![0u8; 64 * 1024];
+        // An error part way leaves the pids listed before it, as std's ReadDir would.
+        let _ = self.dir.for_each_name(&mut buf, |name| {
+            if let Some(pid) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok()) {
+                pids.push(pid);
+            }
+        });
+        drop(buf);
+        pids.sort_unstable();
+        pids.into_iter().filter_map(|pid| read(self, pid)).collect()
     }
 
     /// One process; `None` if it vanished between the directory listing and the read.
-    /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5).
+    /// statm is opened only on kernels whose status lacks RssFile/RssShmem (before 4.5),
+    /// cmdline and statm only for a process with memory.
     pub fn read(&mut self, pid: u32) -> Option<Process> {
         let ProcReader {
-            base,
+            dir,
             path,
             stat,
             status,
@@ -262,45 +304,66 @@ impl ProcReader {
             page_kib,
         } = self;
         let mut load = |name: &str, buf: &mut Vec<u8>, reads: Reads| {
-            let r = match proc_path(path, base, pid, name) {
-                Some(p) => whole_file::read_cstr(p, buf, reads),
-                None => Err(std::io::ErrorKind::InvalidInput.into()),
-            };
+            let r = load_file(dir, path, pid, name, buf, reads);
             if r.is_err() {
                 buf.clear();
             }
             r.ok()
         };
         load("stat", stat, Reads::One)?;
-        load("status", status, Reads::One)?;
-        // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a read.
-        load("cmdline", cmdline, Reads::UntilEmpty);
-        let status = parse_status(&String::from_utf8_lossy(status));
-        let statm = match status.shared_kib {
-            Some(_) => None,
-            None => {
-                load("statm", statm, Reads::One);
-                Some(String::from_utf8_lossy(statm)).filter(|s| !s.is_empty())
-            }
+        let stat = whole_file::lossy_str(stat);
+        let (comm, f) = split_stat(&stat)?;
+        // vsize is 0 only without a memory map (kernel threads, zombies; 2.6.32 as now),
+        // and then the kernel's cmdline is empty and its statm all zeros (each asks
+        // get_task_mm too): two opens saved for each of the many kernel threads.
+        let has_mm = f.num(23)? != 0;
+        let status = if has_mm || f.num(9).unwrap_or(0) & PF_KTHREAD == 0 {
+            load("status", status, Reads::One)?;
+            parse_status(status)
+        } else {
+            KTHREAD_STATUS
         };
-        let stat = String::from_utf8_lossy(stat);
-        from_parts(pid, &stat, &status, cmdline, statm.as_deref(), *page_kib)
+        cmdline.clear();
+        if has_mm {
+            // Not a seq_file: 2.6.x hands cmdline out at most 3 KiB (PROC_BLOCK_SIZE) a
+            // read.
+            load("cmdline", cmdline, Reads::UntilEmpty);
+        }
+        let statm = match status.shared_kib {
+            None if has_mm => {
+                load("statm", statm, Reads::One);
+                Some(whole_file::lossy_str(statm)).filter(|s| !s.is_empty())
+            }
+            _ => None,
+        };
+        from_parts(pid, comm, &f, &status, cmdline, statm.as_deref(), *page_kib)
     }
-}
 
-impl ProcReader {
     /// One process's stat only; `None` if it vanished.
     pub fn usage(&mut self, pid: u32) -> Option<Usage> {
-        let path = proc_path(&mut self.path, &self.base, pid, "stat")?;
-        whole_file::read_cstr(path, &mut self.stat, Reads::One).ok()?;
-        Usage::parse(pid, &String::from_utf8_lossy(&self.stat), self.page_kib)
+        load_file(
+            &self.dir,
+            &mut self.path,
+            pid,
+            "stat",
+            &mut self.stat,
+            Reads::One,
+        )
+        .ok()?;
+        Usage::parse(pid, &whole_file::lossy_str(&self.stat), self.page_kib)
     }
 }
 
-/// "<base><pid>/<name>" as a C string, built in `buf`.
-fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Option<&'a CStr> {
-    buf.clear();
-    buf.extend_from_slice(base);
+/// Reads "<pid>/<name>" below `dir` into `buf`, the path built in `path`.
+fn load_file(
+    dir: &Dir,
+    path: &mut Vec<u8>,
+    pid: u32,
+    name: &str,
+    buf: &mut Vec<u8>,
+    reads: Reads,
+) -> std::io::Result<()> {
+    path.clear();
     // The digits by hand: write! costs more than the rest of the path.
     let mut digits = [0u8; 10];
     let mut i = digits.len();
@@ -313,37 +376,18 @@ fn proc_path<'a>(buf: &'a mut Vec<u8>, base: &[u8], pid: u32, name: &str) -> Opt
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
-    buf.push(b'/');
-    buf.extend_from_slice(name.as_bytes());
-    buf.push(0);
-    CStr::from_bytes_with_nul(buf).ok()
-}
-
-/// `read` applied to every pid in /proc, ascending; processes that exit while being
-/// read are skipped.
-fn each_process<T>(ctx: &Ctx, read: fn(&mut ProcReader, u32) -> Option<T>) -> Vec<T> {
-    let Ok(dir) = std::fs::read_dir(ctx.path("proc")) else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    let mut reader = ProcReader::new(ctx);
-    pids.into_iter()
-        .filter_map(|pid| read(&mut reader, pid))
-        .collect()
+    path.extend_from_slice(&digits[i..]);
+    path.push(b'/');
+    path.extend_from_slice(name.as_bytes());
+    path.push(0);
+    let path = CStr::from_bytes_with_nul(path).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    buf.clear();
+    whole_file::read_from(dir.open_read(path)?, buf, reads)
 }
 
 /// Every process in /proc, by pid.
 pub fn read_processes(ctx: &Ctx) -> Vec<Process> {
-    each_process(ctx, ProcReader::read)
-}
-
-/// [`Usage`] of every process in /proc, by pid.
-pub fn read_usage(ctx: &Ctx) -> Vec<Usage> {
-    each_process(ctx, ProcReader::usage)
+    ProcReader::open(ctx).map_or_else(|_| Vec::new(), |mut r| r.each(ProcReader::read))
 }
 
 /// Remembers the previous sample so %CPU covers the interval since then, as top does
@@ -358,41 +402,55 @@ pub struct CpuSampler {
 #[derive(Debug)]
 struct Sample {
     uptime: f64,
-    /// (pid, starttime) -> utime + stime: a reused pid has another start time.
-    ticks: HashMap<(u32, u64), u64>,
+    /// (pid, starttime, utime + stime), ascending: a reused pid has another start time.
+    /// Sorted, not hashed: two maps of every process, SipHash-keyed, were a tenth of
+    /// top-N's own (user) time.
+    ticks: Vec<(u32, u64, u64)>,
 }
 
 impl CpuSampler {
-    /// %CPU of each process (percent of one CPU, so up to 100 × CPUs, like top) over the
-    /// interval since the previous call; on the first call, and for processes started
-    /// since, over the process's lifetime (like ps). `uptime` is /proc/uptime's first
-    /// number, `hz` the clock tick rate.
-    pub fn sample(&mut self, procs: &[Usage], uptime: f64, hz: u64) -> HashMap<u32, f64> {
+    /// %CPU of each of `procs`, in their order (percent of one CPU, so up to 100 × CPUs,
+    /// like top) over the interval since the previous call; on the first call, and for
+    /// processes started since, over the process's lifetime (like ps). `uptime` is
+    /// /proc/uptime's first number, `hz` the clock tick rate.
+    pub fn sample(&mut self, procs: &[Usage], uptime: f64, hz: u64) -> Vec<f64> {
         let hz = hz.max(1) as f64;
         let prev = self.prev.take().filter(|p| p.uptime < uptime);
-        let mut out = HashMap::with_capacity(procs.len());
-        for p in procs {
-            let before = prev
-                .as_ref()
-                .and_then(|s| Some((s.uptime, *s.ticks.get(&(p.pid, p.starttime))?)));
-            let (used, elapsed) = match before {
-                Some((then, old)) => (p.ticks.saturating_sub(old) as f64, (uptime - then) * hz),
-                None => (p.ticks as f64, uptime * hz - p.starttime as f64),
-            };
-            let pct = if elapsed > 0.0 {
-                used * 100.0 / elapsed
-            } else {
-                0.0
-            };
-            out.insert(p.pid, if pct.is_finite() { pct } else { 0.0 });
-        }
-        self.prev = Some(Sample {
-            uptime,
-            ticks: procs
-                .iter()
-                .map(|p| ((p.pid, p.starttime), p.ticks))
-                .collect(),
-        });
+        let out = procs
+            .iter()
+            .map(|p| {
+                let before = prev.as_ref().and_then(|s| {
+                    let i = s
+                        .ticks
+                        .binary_search_by_key(&(p.pid, p.starttime), |&(pid, start, _)| {
+                            (pid, start)
+                        })
+                        .ok()?;
+                    Some((s.uptime, s.ticks[i].2))
+                });
+                let (used, elapsed) = match before {
+                    Some((then, old)) => (p.ticks.saturating_sub(old) as f64, (uptime - then) * hz),
+                    None => (p.ticks as f64, uptime * hz - p.starttime as f64),
+                };
+                let pct = if elapsed > 0.0 {
+                    used * 100.0 / elapsed
+                } else {
+                    0.0
+                };
+                if pct.is_finite() {
+                    pct
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut ticks: Vec<_> = procs
+            .iter()
+            .map(|p| (p.pid, p.starttime, p.ticks))
+            .collect();
+        // Already in order when the procs came from ProcReader::each.
+        ticks.sort_unstable();
+        self.prev = Some(Sample { uptime, ticks });
         out
     }
 
@@ -481,7 +539,7 @@ mod tests {
         let mut s = CpuSampler::default();
         // Started 10 s after boot, now 20 s after boot at 100 Hz: 1000 ticks elapsed.
         let pct = s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
-        assert_eq!(pct[&7], 50.0);
+        assert_eq!(pct, [50.0]);
     }
 
     #[test]
@@ -489,7 +547,7 @@ mod tests {
         let mut s = CpuSampler::default();
         s.sample(&[usage_with(7, 500, 1000)], 20.0, 100);
         let pct = s.sample(&[usage_with(7, 700, 1000)], 22.0, 100);
-        assert_eq!(pct[&7], 100.0);
+        assert_eq!(pct, [100.0]);
     }
 
     #[test]
@@ -498,7 +556,7 @@ mod tests {
         s.sample(&[usage_with(7, 5000, 0)], 100.0, 100);
         let pct = s.sample(&[usage_with(7, 100, 10_000)], 102.0, 100);
         // New process: 100 ticks over its 200-tick life, not (100 - 5000) over the interval.
-        assert_eq!(pct[&7], 50.0);
+        assert_eq!(pct, [50.0]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Directory-relative file operations (openat, mkdirat, renameat; all 2.6.16) so that a
-//! root agent writing into a user's home never follows a symlink the user planted.
+//! root agent writing into a user's home never follows a symlink the user planted; and
+//! the directory's listing in large reads (getdents64, 2.4), for /proc.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -43,6 +44,62 @@ impl Dir {
     /// or a device opens at once and the caller's fstat can refuse it.
     pub fn open_file(&self, name: &str) -> io::Result<File> {
         self.openat(name, READ_NOFOLLOW, 0)
+    }
+
+    /// Opens `path` below this directory for reading, close-on-exec, as open(2) would
+    /// (symlinks followed): for the many /proc/<pid>/ files of one request, whose walk
+    /// then starts at the open /proc and not at "/" (two lookups of four saved).
+    pub fn open_read(&self, path: &CStr) -> io::Result<File> {
+        // SAFETY: the directory fd is open and `path` is NUL-terminated for the call.
+        let fd = check(unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Calls `each` with the name of every entry but "." and "..", from where the
+    /// directory's listing stands (the start, once per open), `buf.len()` bytes of
+    /// entries a getdents64 call: std's readdir (musl's) asks for 2 KiB at a time, 46
+    /// calls for 2,000 processes in /proc.
+    pub fn for_each_name(&self, buf: &mut [u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
+        // struct linux_dirent64: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1),
+        // then d_name, NUL-terminated, padded to d_reclen.
+        const NAME: usize = 19;
+        loop {
+            // SAFETY: the directory fd is open and `buf` is writable for its length for
+            // the call.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let mut records = &buf[..n as usize];
+            while records.len() > NAME {
+                let reclen = usize::from(u16::from_ne_bytes([records[16], records[17]]));
+                let Some(record) = records.get(NAME..reclen) else {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                };
+                let name = record.split(|&b| b == 0).next().unwrap_or_default();
+                if name != b"." && name != b".." {
+                    each(name);
+                }
+                records = &records[reclen..];
+            }
+        }
     }
 
     /// Creates the file `name`, which must not exist yet, for writing with `mode`.
@@ -130,6 +187,33 @@ mod tests {
         sub.open_file("f").unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "hi");
         sub.unlink("f").unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn listing_and_relative_reads() {
+        let d = tempdir("list");
+        let names: Vec<String> = (0..300).map(|i| format!("entry-{i:04}")).collect();
+        for n in &names {
+            std::fs::create_dir(d.join(n)).unwrap();
+            std::fs::write(d.join(n).join("f"), n).unwrap();
+        }
+        let dir = Dir::open(&d).unwrap();
+        let mut seen = Vec::new();
+        // A buffer for a few entries a call: the listing goes on across calls.
+        let mut buf = [0u8; 200];
+        dir.for_each_name(&mut buf, |n| {
+            seen.push(String::from_utf8(n.to_vec()).unwrap())
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, names);
+        let mut s = String::new();
+        dir.open_read(c"entry-0123/f")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "entry-0123");
         std::fs::remove_dir_all(&d).unwrap();
     }
 
