@@ -202,6 +202,13 @@ fn record_hot_code() {
         c.send(b"\xff");
         c.send(br#"{"execute":"guest-sync-delimited","arguments":{"id":9}}"#);
         c.line();
+        // Pipelined, as a host that writes ahead: many requests in one read, and the
+        // input buffer compacted between them.
+        let burst: String = (0..2000).map(|i| WORKLOAD[i % 4]).collect();
+        c.send(burst.as_bytes());
+        for _ in 0..2000 {
+            c.line();
+        }
         drop(c);
         if round == 1 {
             // Long enough for the idle agent to give its kept memory back.
