@@ -22,8 +22,11 @@ use crate::sys::{alloc, signal};
 
 /// Bytes read from the channel at once.
 const READ_CHUNK: usize = 64 * 1024;
-/// Above this much pending output no further request is processed.
-const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Above this much pending output no further request is processed until it is written.
+/// Small: a host that writes many requests ahead gets its replies a few kilobytes at a
+/// time (still hundreds of small replies a write), and the queue never grows through
+/// the larger sizes, whose blocks the allocator would then keep (sys::alloc).
+const OUTPUT_HIGH_WATER: usize = 16 * 1024;
 /// How often a detached virtio-serial port is re-checked when no SIGIO arrives:
 /// at most one wake-up per second (qemu-ga sleeps 100 ms, ten per second).
 const HOST_ABSENT_RECHECK: Duration = Duration::from_secs(1);
@@ -34,6 +37,9 @@ const KILL_GRACE: Duration = Duration::from_millis(500);
 /// Idle this long after work, the agent gives the memory it kept for reuse back
 /// (sys::alloc): one wake-up after a burst, none while nothing happens.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
+/// While it works, the agent gives back what it kept of the sizes no request took for
+/// this long (sys::alloc::age): a stream of small requests after a large reply.
+const AGE_EVERY: Duration = Duration::from_millis(250);
 
 pub struct Agent {
     pub ctx: Ctx,
@@ -49,6 +55,8 @@ pub struct Agent {
     /// The channel is gone and that was logged: the retries every few seconds are not,
     /// until it is back.
     outage: bool,
+    /// When the kept memory was last aged (sys::alloc::age).
+    aged_at: Instant,
     framer: Framer,
     /// Read buffer, allocated once; `input[consumed..filled]` is not yet framed.
     input: Box<[u8]>,
@@ -72,6 +80,7 @@ impl Agent {
             path,
             retry_at: Instant::now(),
             outage: false,
+            aged_at: Instant::now(),
             framer: Framer::default(),
             input: vec![0; READ_CHUNK].into_boxed_slice(),
             filled: 0,
@@ -160,6 +169,10 @@ impl Agent {
             }
         }
         let now = Instant::now();
+        if now.saturating_duration_since(self.aged_at) >= AGE_EVERY {
+            alloc::age();
+            self.aged_at = now;
+        }
         let mut fds = Vec::with_capacity(1 + 4);
         let mut timeout = None;
         // Poll events asked of the channel (fds[0] when non-zero).

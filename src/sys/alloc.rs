@@ -7,8 +7,10 @@
 //! fault and the kernel's zeroing for every page it touched again, plus mallocng's ~100
 //! instructions per malloc or free. Kept blocks make a steady stream of requests allocate
 //! from the lists alone. What is kept is bounded ([`KEEP_BYTES`] a size, [`KEEP_BLOCKS`] of
-//! the larger ones), and given back once the agent is idle ([`trim`]), so an idle agent holds
-//! what it needs, not what its busiest second did.
+//! the larger ones), given back once the agent is idle ([`trim`]), so an idle agent holds
+//! what it needs, not what its busiest second did, and a size no request has taken since
+//! the last look ([`age`]) is given back while it works, so a stream of small requests does
+//! not hold the large blocks of the reply before it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -34,6 +36,8 @@ struct Free {
 struct Lists {
     heads: [*mut Free; CLASSES],
     counts: [usize; CLASSES],
+    /// A bit per class a block was taken from since the last [`age`].
+    taken: u32,
     /// The bytes of every listed block.
     bytes: usize,
 }
@@ -75,6 +79,12 @@ pub fn trim() {
     POOL.trim()
 }
 
+/// Gives back the kept blocks of every size none was taken of since the last call (the
+/// loop calls it every so often while it works).
+pub fn age() {
+    POOL.age()
+}
+
 pub struct Pool {
     // The agent has one thread; the lock keeps the allocator sound for any other, and an
     // uncontended swap is cheap.
@@ -92,6 +102,7 @@ impl Pool {
             lists: UnsafeCell::new(Lists {
                 heads: [ptr::null_mut(); CLASSES],
                 counts: [0; CLASSES],
+                taken: 0,
                 bytes: 0,
             }),
         }
@@ -118,6 +129,7 @@ impl Pool {
                 // SAFETY: every listed block is a live, unused block of this class.
                 l.heads[class] = unsafe { (*head).next };
                 l.counts[class] -= 1;
+                l.taken |= 1 << class;
                 l.bytes -= block_layout(class).size();
             }
             head.cast()
@@ -145,21 +157,33 @@ impl Pool {
     }
 
     fn trim(&self) {
+        self.with(|l| (0..CLASSES).for_each(|class| l.release(class)))
+    }
+
+    fn age(&self) {
         self.with(|l| {
-            for class in 0..CLASSES {
-                let mut block = std::mem::replace(&mut l.heads[class], ptr::null_mut());
-                while !block.is_null() {
-                    // SAFETY: a listed block: live, unused, of this class, now unlisted.
-                    unsafe {
-                        let next = (*block).next;
-                        System.dealloc(block.cast(), block_layout(class));
-                        block = next;
-                    }
-                }
-                l.counts[class] = 0;
+            let taken = std::mem::take(&mut l.taken);
+            for class in (0..CLASSES).filter(|c| taken & (1 << c) == 0) {
+                l.release(class);
             }
-            l.bytes = 0;
         })
+    }
+}
+
+impl Lists {
+    /// Gives the class's kept blocks back to the C library.
+    fn release(&mut self, class: usize) {
+        let mut block = std::mem::replace(&mut self.heads[class], ptr::null_mut());
+        while !block.is_null() {
+            // SAFETY: a listed block: live, unused, of this class, now unlisted.
+            unsafe {
+                let next = (*block).next;
+                System.dealloc(block.cast(), block_layout(class));
+                block = next;
+            }
+        }
+        self.bytes -= self.counts[class] * block_layout(class).size();
+        self.counts[class] = 0;
     }
 }
 
@@ -313,6 +337,46 @@ mod tests {
             let w = pool.alloc(wide);
             assert_eq!(w as usize % 64, 0);
             pool.dealloc(w, wide);
+        }
+    }
+
+    #[test]
+    fn age_gives_back_only_the_sizes_nobody_took() {
+        let pool = Pool::new();
+        let small = Layout::from_size_align(100, 8).unwrap();
+        let big = Layout::from_size_align(100_000, 16).unwrap();
+        let (s, b) = (class(&small).unwrap(), class(&big).unwrap());
+        let counts = || pool.with(|l| (l.counts[s], l.counts[b]));
+        unsafe {
+            // A large reply's blocks, then small requests only.
+            let x = pool.alloc(big);
+            let y = pool.alloc(small);
+            pool.dealloc(x, big);
+            pool.dealloc(y, small);
+            pool.age();
+            // Neither was taken from the lists since they were filled: both go.
+            assert_eq!(counts(), (0, 0));
+            let y = pool.alloc(small);
+            pool.dealloc(y, small);
+            let x = pool.alloc(big);
+            pool.dealloc(x, big);
+            pool.age();
+            // Both were listed again, but neither from a list: both go once more.
+            assert_eq!(counts(), (0, 0));
+            for _ in 0..2 {
+                let y = pool.alloc(small);
+                pool.dealloc(y, small);
+            }
+            let x = pool.alloc(big);
+            pool.dealloc(x, big);
+            pool.age();
+            // The small size was reused, so it stays; the large one goes.
+            assert_eq!(counts(), (1, 0));
+            assert_eq!(pool.with(|l| l.bytes), 128);
+            pool.age();
+            // Nobody took it since: now it goes too.
+            assert_eq!(counts(), (0, 0));
+            assert_eq!(pool.with(|l| l.bytes), 0);
         }
     }
 }
