@@ -189,12 +189,15 @@ fn lockstep_p50(sock: &Path, req: &str, n: usize) -> f64 {
 /// once: the round-trip floor of this machine and client. It is a process of its own (this
 /// test binary again, running only [`bench_echo_process`]), so that its round trip crosses
 /// processes as an agent's does: a thread of the bench answered in a third of the time.
-fn echo_server() -> Running {
+/// With `poll`, it waits in poll(2) before each read, as an event loop does (the agent
+/// waits in ppoll): the floor of a loop that must watch more than one descriptor.
+fn echo_server(poll: bool) -> Running {
     let dir = TempDir::new("bench-echo");
     let sock = dir.join("echo.sock");
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "bench_echo_process", "--ignored", "--nocapture"])
         .env(ECHO_ENV, &sock)
+        .env(ECHO_POLL_ENV, if poll { "1" } else { "0" })
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -215,6 +218,8 @@ fn echo_server() -> Running {
 
 /// Where [`bench_echo_process`] listens; unset, it returns at once.
 const ECHO_ENV: &str = "QGA_BENCH_ECHO";
+/// "1": it polls before each read.
+const ECHO_POLL_ENV: &str = "QGA_BENCH_ECHO_POLL";
 
 #[test]
 #[ignore = "the bench's echo server: the bench runs it as a process of its own"]
@@ -222,11 +227,25 @@ fn bench_echo_process() {
     let Some(sock) = std::env::var_os(ECHO_ENV) else {
         return;
     };
+    let poll = std::env::var(ECHO_POLL_ENV).is_ok_and(|v| v == "1");
     let listener = UnixListener::bind(sock).unwrap();
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { return };
         let mut buf = [0u8; 4096];
-        while let Ok(k) = conn.read(&mut buf) {
+        loop {
+            if poll {
+                use std::os::fd::AsRawFd;
+                let mut fd = libc::pollfd {
+                    fd: conn.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                if unsafe { libc::poll(&mut fd, 1, -1) } < 0 {
+                    break;
+                }
+            }
+            let Ok(k) = conn.read(&mut buf) else { break };
             if k == 0 {
                 break;
             }
@@ -466,14 +485,21 @@ fn bench_against_reference_qemu_ga() {
     // the 2.6.32 filter: this measures the binary, not seccomp.
     let bin = agent_bin();
     let bin = bin.to_str().unwrap();
-    let echo = echo_server();
+    let echo = echo_server(false);
+    let echo_poll = echo_server(true);
     let (mut ours, mut theirs) = (Sample::default(), Sample::default());
     let mut echo_p50 = Vec::new();
+    let mut echo_poll_p50 = Vec::new();
     let mut floor = Vec::new();
     let mut procs = 0;
     for _ in 0..rounds() {
         // Interleaved, so drift on the machine hits both alike.
         echo_p50.push(lockstep_p50(&echo.sock, &request("guest-ping"), LOCKSTEP));
+        echo_poll_p50.push(lockstep_p50(
+            &echo_poll.sock,
+            &request("guest-ping"),
+            LOCKSTEP,
+        ));
         measure(bin, &mut ours);
         measure(REFERENCE, &mut theirs);
         let (ns, n) = stat_read_floor();
@@ -481,6 +507,7 @@ fn bench_against_reference_qemu_ga() {
         procs = n;
     }
     let echo_p50 = median(echo_p50) * 1e6;
+    let echo_poll_p50 = median(echo_poll_p50) * 1e6;
     let floor = median(floor) / 1e3;
     println!();
     println!(
@@ -525,6 +552,13 @@ fn bench_against_reference_qemu_ga() {
         }
     }
     row("lock-step p50, echo server", "us", echo_p50, None, "floor");
+    row(
+        "lock-step p50, echo server through poll(2)",
+        "us",
+        echo_poll_p50,
+        Some(echo_p50),
+        "a loop's floor",
+    );
     for (i, &(name, _, _)) in COMMANDS.iter().enumerate() {
         let a = m(&ours.p50[i]) * 1e6;
         let b = theirs.has[i].then(|| m(&theirs.p50[i]) * 1e6);
