@@ -102,7 +102,8 @@ clean: stop
 # send (tests/hot_code.rs). Run it when the code has changed much; `make test` says when
 # the list has gone stale.
 hot-code:
-	command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
+	command -v valgrind >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind; }
 	CARGO_PROFILE_RELEASE_STRIP=false RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked \
 	  --target x86_64-unknown-linux-musl --target-dir target/hot-code --bin qemu-ga
 	QGA_BIN=$(CURDIR)/target/hot-code/x86_64-unknown-linux-musl/release/qemu-ga \
