@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{agent_bin, status_kib, Rng, TempDir};
+use common::{agent_bin, connect_when_listening, status_kib, Rng, TempDir};
 
 use common::REFERENCE;
 /// Interleaved rounds per figure (`QGA_BENCH_ROUNDS` to change).
@@ -67,6 +67,9 @@ impl Running {
     }
 }
 
+/// How long an agent or the echo server may take to listen.
+const STARTS_WITHIN: Duration = Duration::from_secs(10);
+
 /// Starts `bin` on a fresh socket; returns it and the time from spawn to the first reply
 /// (a guest-ping).
 fn start(bin: &str) -> (Running, Duration) {
@@ -83,16 +86,7 @@ fn start(bin: &str) -> (Running, Duration) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut s = loop {
-        if let Ok(s) = UnixStream::connect(&sock) {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{bin} did not start"
-        );
-        std::thread::sleep(Duration::from_micros(100));
-    };
+    let mut s = connect_when_listening(&sock, STARTS_WITHIN, Duration::from_micros(100));
     s.write_all(br#"{"execute":"guest-ping"}"#).unwrap();
     read_lines(&mut s, 1);
     let up = t0.elapsed();
@@ -201,14 +195,7 @@ fn echo_server(poll: bool) -> Running {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while UnixStream::connect(&sock).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "echo server did not start"
-        );
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    connect_when_listening(&sock, STARTS_WITHIN, Duration::from_micros(100));
     Running {
         child,
         _dir: dir,

@@ -9,12 +9,11 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{agent_bin, Client, TempDir};
+use common::{agent_bin, connect_when_listening, Client, TempDir};
 
 /// One section of an ELF file: name, address, size.
 struct Section {
@@ -175,14 +174,8 @@ fn record_hot_code() {
         .spawn()
         .expect("valgrind (apt-get install valgrind)");
     let mut agent = KillOnDrop(agent);
-    let t0 = Instant::now();
-    while UnixStream::connect(&socket).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "agent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Valgrind takes its time to start.
+    connect_when_listening(&socket, Duration::from_secs(120), Duration::from_millis(50));
     for round in 0..3 {
         let mut c = Client::connect(&socket);
         for request in WORKLOAD {

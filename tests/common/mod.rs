@@ -208,14 +208,11 @@ impl Agent {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("agent did not start listening on {}", self.socket.display());
+        connect_when_listening(
+            &self.socket,
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+        );
     }
 
     pub fn connect(&self) -> Client {
@@ -248,6 +245,23 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The first connection to `path` once something listens there, tried every `every`;
+/// panics after `within`.
+pub fn connect_when_listening(path: &Path, within: Duration, every: Duration) -> UnixStream {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(s) = UnixStream::connect(path) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "nothing listens on {} after {within:?}",
+            path.display()
+        );
+        std::thread::sleep(every);
     }
 }
 
