@@ -6,6 +6,8 @@ SOCK      := run/qga.sock
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CARGO     ?= cargo
 SHELL     := /bin/bash
+# Packages are installed as root, through sudo for anyone else.
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all build deps test run stop bench soak fuzz clean rpm deb pkgtest hot-code
 
@@ -26,10 +28,9 @@ build:
 # into target/vm/kernel rather than installed on the host.
 deps:
 	rustup target add $(TARGETS)
-	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-guest-agent file && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	$(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq qemu-guest-agent file && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    qemu-system-x86 busybox-static e2fsprogs rpm debootstrap systemd
 	rm -rf target/vm/kernel target/vm/deb && mkdir -p target/vm/deb && \
 	  pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}') && \
@@ -102,8 +103,8 @@ clean: stop
 # send (tests/hot_code.rs). Run it when the code has changed much; `make test` says when
 # the list has gone stale.
 hot-code:
-	command -v valgrind >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind; }
+	command -v valgrind >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind
 	CARGO_PROFILE_RELEASE_STRIP=false RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked \
 	  --target x86_64-unknown-linux-musl --target-dir target/hot-code --bin qemu-ga
 	QGA_BIN=$(CURDIR)/target/hot-code/x86_64-unknown-linux-musl/release/qemu-ga \
